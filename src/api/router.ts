@@ -1,0 +1,356 @@
+/**
+ * The router: takes a list of endpoint declarations (endpoint.ts) and serves them through one web-standard
+ * `fetch(request) → Response`, the same in the service worker, the Node host and libp2p stream handlers.
+ *
+ * Per request: OPTIONS → CORS preflight; match the path (legacy `/r0/` mapped to `/v3/` where the endpoint had an r0
+ * form); unknown → 404 M_UNRECOGNIZED, a spec endpoint not implemented here → 404 M_UNRECOGNIZED, a known path with
+ * another method → 405 M_UNRECOGNIZED; authenticate; rate limit; read, parse and validate the JSON body; run the
+ * handler; add CORS headers; anything thrown becomes an error response (errors.ts).
+ *
+ * Spec: shared/matrix-spec/content/client-server-api/_index.md (#api-standards, #using-access-tokens,
+ * #web-browser-clients, M_UNRECOGNIZED under #common-error-codes).
+ */
+import type { JsonObject } from '../core/json.js';
+import { isCorsPath, preflightResponse, withCors } from './cors.js';
+import type {
+  AnyEndpoint,
+  AuthKind,
+  BodyKind,
+  EndpointContext,
+  Principal,
+  SpecEndpoint,
+} from './endpoint.js';
+import { BODY_LIMITS, DEFAULT_BINARY_BODY_LIMIT, jsonResponse } from './endpoint.js';
+import type { ApiLogger } from './errors.js';
+import {
+  errorResponse,
+  invalidParam,
+  isMatrixError,
+  missingToken,
+  unknown,
+  unrecognized,
+  unrecognizedMethod,
+} from './errors.js';
+import * as generatedValidators from './generated/body-validators.js';
+import { CS_ENDPOINTS } from './generated/cs-endpoints.js';
+import type { BodyValidator, ValidationFailure } from './request.js';
+import { DEFAULT_JSON_BODY_LIMIT, readBody, readJsonObject, validateBody } from './request.js';
+
+export interface RouterComponents {
+  /**
+   * Resolves an access token (from `Authorization: Bearer` or `?access_token=`) to its principal, or throws a
+   * MatrixError: `unknownToken(softLogout)`, `userLocked()`, … The request is passed for appservice identity assertion
+   * (`user_id`, `device_id` query parameters).
+   */
+  authenticate(token: string, request: Request): Promise<Principal>;
+  /** Verifies an `X-Matrix` signed request and returns the origin server name. Needed for `federation` endpoints. */
+  authenticateFederation?(input: { request: Request; url: URL; body: JsonObject | undefined }): Promise<string>;
+  /** Throws `limitExceeded(ms)` to refuse. Called for rate-limited endpoints, after authentication. */
+  rateLimit?(input: { endpoint: AnyEndpoint; request: Request; principal?: Principal; origin?: string }): void | Promise<void>;
+  logger?: ApiLogger;
+}
+
+export interface RouterInit {
+  readonly endpoints: readonly AnyEndpoint[];
+  /** The spec's endpoint table; defaults to the generated Client-Server table. */
+  readonly spec?: readonly SpecEndpoint[];
+  /** Body validators by operationId; defaults to the generated ones. */
+  readonly validators?: Readonly<Record<string, BodyValidator>>;
+}
+
+export interface Router {
+  fetch(request: Request): Promise<Response>;
+  readonly endpoints: readonly AnyEndpoint[];
+}
+
+/**
+ * The spec: "The state_key for the state to send. Defaults to the empty string. When an empty string, the trailing
+ * slash on this endpoint is optional." (room_state.yaml, rooms.yaml). A trailing parameter with one of these names
+ * may be empty or absent.
+ */
+const OPTIONAL_TRAILING_PARAMS = new Set(['stateKey']);
+
+type Segment = { readonly literal: string } | { readonly param: string };
+
+interface Template {
+  readonly segments: readonly Segment[];
+  /** The template ends in `/` (`/pushrules/`): also match without it. */
+  readonly trailingSlash: boolean;
+  /** The last parameter may be empty or absent (see OPTIONAL_TRAILING_PARAMS). */
+  readonly optionalTrailing: boolean;
+}
+
+interface Route {
+  readonly endpoint: AnyEndpoint;
+  readonly template: Template;
+  readonly r0: boolean;
+  readonly body: BodyKind;
+  readonly maxBodyBytes: number;
+  readonly rateLimited: boolean;
+  readonly validate: BodyValidator | null;
+}
+
+interface SpecRoute {
+  readonly spec: SpecEndpoint;
+  readonly template: Template;
+}
+
+function compileTemplate(path: string): Template {
+  if (!path.startsWith('/')) throw new Error(`endpoint path must start with '/': ${path}`);
+  const raw = path.slice(1).split('/');
+  const trailingSlash = raw.length > 1 && raw[raw.length - 1] === '';
+  if (trailingSlash) raw.pop();
+  const segments = raw.map((s): Segment => {
+    const m = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(s);
+    if (m) return { param: m[1] };
+    if (s.includes('{') || s.includes('}')) throw new Error(`a path parameter must be a whole segment: ${path}`);
+    return { literal: s };
+  });
+  const last = segments[segments.length - 1];
+  const optionalTrailing = !trailingSlash && last !== undefined && 'param' in last && OPTIONAL_TRAILING_PARAMS.has(last.param);
+  return { segments, trailingSlash, optionalTrailing };
+}
+
+/** Matches raw (still percent-encoded) path segments; returns raw parameter values, or null. */
+function matchTemplate(t: Template, segs: readonly string[]): Record<string, string> | null {
+  let parts = segs;
+  if (t.trailingSlash && parts.length === t.segments.length + 1 && parts[parts.length - 1] === '') {
+    parts = parts.slice(0, -1);
+  }
+  const n = t.segments.length;
+  if (t.optionalTrailing && parts.length === n - 1) parts = [...parts, ''];
+  if (parts.length !== n) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < n; i++) {
+    const s = t.segments[i];
+    const v = parts[i];
+    if ('literal' in s) {
+      if (s.literal !== v) return null;
+    } else {
+      if (v === '' && !(t.optionalTrailing && i === n - 1)) return null;
+      params[s.param] = v;
+    }
+  }
+  return params;
+}
+
+/** Literal segments sort before parameters, position by position, so `/a/b` wins over `/a/{x}`. */
+function compareSpecificity(a: Template, b: Template): number {
+  const n = Math.min(a.segments.length, b.segments.length);
+  for (let i = 0; i < n; i++) {
+    const la = 'literal' in a.segments[i];
+    const lb = 'literal' in b.segments[i];
+    if (la !== lb) return la ? -1 : 1;
+  }
+  return b.segments.length - a.segments.length;
+}
+
+function templateKey(method: string, t: Template): string {
+  const body = t.segments.map((s) => ('literal' in s ? s.literal : '{}')).join('/');
+  return `${method} /${body}${t.trailingSlash ? '/' : ''}`;
+}
+
+/**
+ * Several spec operations share one method and path (POST /rooms/{roomId}/invite is inviteUser or inviteBy3PID):
+ * the body is valid if either schema accepts it; otherwise the failure reported is the one that got furthest.
+ */
+function anyOfValidators(validators: readonly BodyValidator[]): BodyValidator {
+  const v = ((data: unknown): boolean => {
+    let best: ValidationFailure | undefined;
+    for (const validate of validators) {
+      if (validate(data)) {
+        v.errors = null;
+        return true;
+      }
+      const f = validate.errors?.[0];
+      if (f && (!best || depth(f) > depth(best))) best = f;
+    }
+    v.errors = best ? [best] : null;
+    return false;
+  }) as BodyValidator;
+  return v;
+}
+
+function depth(f: ValidationFailure): number {
+  // A missing property is a failure one level below the object that lacks it.
+  return f.instancePath.split('/').length + (f.keyword === 'required' ? 0.5 : 1);
+}
+
+/** `/_matrix/client/r0/…` and `/_matrix/media/r0/…` are the v3 endpoints' legacy names. */
+function splitPath(pathname: string): { segs: string[]; legacyR0: boolean } {
+  const segs = pathname.slice(1).split('/');
+  const legacyR0 = segs[0] === '_matrix' && (segs[1] === 'client' || segs[1] === 'media') && segs[2] === 'r0';
+  if (legacyR0) segs[2] = 'v3';
+  return { segs, legacyR0 };
+}
+
+/**
+ * The access token from `Authorization: Bearer` or the (deprecated) `access_token` query parameter. The spec
+ * requires both methods; it says nothing of a request using both, so we follow RFC 6750 §2/§3.1 ("clients MUST NOT
+ * use more than one method"; the server answers 400 invalid_request) with 400 M_INVALID_PARAM.
+ */
+function extractAccessToken(request: Request, url: URL): { token: string | undefined; conflict: boolean } {
+  const header = request.headers.get('authorization');
+  const m = header === null ? null : /^Bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(header);
+  const fromHeader = m ? m[1] : undefined;
+  const fromQuery = url.searchParams.getAll('access_token').filter((t) => t !== '');
+  const conflict = fromQuery.length > 1 || (fromHeader !== undefined && fromQuery.length > 0);
+  return { token: fromHeader ?? fromQuery[0], conflict };
+}
+
+export function createRouter(components: RouterComponents, init: RouterInit): Router {
+  const spec = init.spec ?? CS_ENDPOINTS;
+  const validators = init.validators ?? (generatedValidators as unknown as Readonly<Record<string, BodyValidator>>);
+  const logger = components.logger;
+
+  const specById = new Map<string, SpecEndpoint>();
+  for (const s of spec) specById.set(s.operationId, s);
+  const specRoutes: SpecRoute[] = spec.map((s) => ({ spec: s, template: compileTemplate(s.path) }));
+
+  const seen = new Set<string>();
+  const routes: Route[] = init.endpoints.map((endpoint) => {
+    const template = compileTemplate(endpoint.path);
+    const key = templateKey(endpoint.method, template);
+    if (seen.has(key)) throw new Error(`two endpoints for ${key}`);
+    seen.add(key);
+    const s = specById.get(endpoint.operationId);
+    if (s && (s.method !== endpoint.method || s.path !== endpoint.path)) {
+      throw new Error(`${endpoint.operationId} is ${s.method} ${s.path} in the spec, not ${endpoint.method} ${endpoint.path}`);
+    }
+    if (endpoint.auth === 'federation' && !components.authenticateFederation) {
+      throw new Error(`${endpoint.operationId} needs the authenticateFederation port`);
+    }
+    const body = endpoint.body ?? s?.body ?? (endpoint.method === 'POST' || endpoint.method === 'PUT' ? 'json' : 'none');
+    const maxBodyBytes =
+      endpoint.maxBodyBytes ??
+      BODY_LIMITS[endpoint.operationId] ??
+      (body === 'binary' ? DEFAULT_BINARY_BODY_LIMIT : DEFAULT_JSON_BODY_LIMIT);
+    let validate: BodyValidator | null = null;
+    if (endpoint.validateBody !== undefined) {
+      validate = endpoint.validateBody;
+    } else if (body === 'json') {
+      // Every spec operation on this method + path (usually one).
+      const found = specRoutes
+        .filter((r) => templateKey(r.spec.method, r.template) === key)
+        .map((r) => validators[r.spec.operationId])
+        .filter((v): v is BodyValidator => typeof v === 'function');
+      validate = found.length === 0 ? null : found.length === 1 ? found[0] : anyOfValidators(found);
+    }
+    return {
+      endpoint,
+      template,
+      r0: endpoint.r0 ?? s?.r0 ?? false,
+      body,
+      maxBodyBytes,
+      rateLimited: endpoint.rateLimited ?? s?.rateLimited ?? false,
+      validate,
+    };
+  });
+  routes.sort((a, b) => compareSpecificity(a.template, b.template));
+  specRoutes.sort((a, b) => compareSpecificity(a.template, b.template));
+
+  async function serve(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const method = request.method.toUpperCase();
+    if (method === 'OPTIONS' && isCorsPath(url.pathname)) return preflightResponse();
+
+    const { segs, legacyR0 } = splitPath(url.pathname);
+    const lookup = method === 'HEAD' ? 'GET' : method;
+    let route: Route | undefined;
+    let rawParams: Record<string, string> | undefined;
+    const allowed = new Set<string>();
+    for (const r of routes) {
+      if (legacyR0 && !r.r0) continue;
+      const p = matchTemplate(r.template, segs);
+      if (!p) continue;
+      allowed.add(r.endpoint.method);
+      if (!route && r.endpoint.method === lookup) {
+        route = r;
+        rawParams = p;
+      }
+    }
+    if (!route || !rawParams) {
+      const inSpec = specRoutes.some(
+        (r) => r.spec.method === lookup && (!legacyR0 || r.spec.r0) && matchTemplate(r.template, segs) !== null,
+      );
+      if (inSpec || allowed.size === 0) throw unrecognized();
+      if (allowed.has('GET')) allowed.add('HEAD');
+      throw unrecognizedMethod([...allowed, 'OPTIONS']);
+    }
+
+    const params: Record<string, string> = {};
+    for (const [name, raw] of Object.entries(rawParams)) {
+      try {
+        params[name] = decodeURIComponent(raw);
+      } catch {
+        throw invalidParam(name, 'is not valid percent-encoding');
+      }
+    }
+
+    const endpoint = route.endpoint;
+    const auth: AuthKind = endpoint.auth;
+    const { token, conflict } = extractAccessToken(request, url);
+    let principal: Principal | undefined;
+    if (auth === 'accessToken' || auth === 'optionalAccessToken') {
+      if (conflict) {
+        throw invalidParam('access_token', 'must be sent once: in the Authorization header or the query, not both');
+      }
+      if (token !== undefined) principal = await components.authenticate(token, request);
+      else if (auth === 'accessToken') throw missingToken();
+    }
+
+    const limit = route.rateLimited ? components.rateLimit : undefined;
+    // Refuse before reading the body where we can; a federation request is only known after its signature is.
+    if (limit && auth !== 'federation') await limit({ endpoint, request, principal });
+
+    let body: JsonObject = {};
+    if (route.body === 'json') {
+      // An absent body counts as {}: the spec's object "may be empty", some clients omit it (join, leave, forget),
+      // and the schema still refuses it where fields are required.
+      body = await readJsonObject(request, { maxBytes: route.maxBodyBytes, allowEmpty: true });
+    }
+
+    let origin: string | undefined;
+    if (auth === 'federation') {
+      // The X-Matrix signature covers the body, so it is read first.
+      origin = await components.authenticateFederation!({ request, url, body: route.body === 'json' ? body : undefined });
+      if (limit) await limit({ endpoint, request, origin });
+    }
+
+    if (route.validate) validateBody(route.validate, body);
+
+    const ctx: EndpointContext = {
+      request,
+      url,
+      query: url.searchParams,
+      params,
+      principal,
+      accessToken: token,
+      origin,
+      body,
+      readBody: () => readBody(request, route.maxBodyBytes),
+      signal: request.signal,
+      legacyR0,
+    };
+    const result = await endpoint.handler(ctx);
+    const res = result instanceof Response ? result : jsonResponse(result);
+    return method === 'HEAD' ? new Response(null, { status: res.status, headers: res.headers }) : res;
+  }
+
+  return {
+    endpoints: init.endpoints,
+    async fetch(request: Request): Promise<Response> {
+      try {
+        return withCors(await serve(request));
+      } catch (e) {
+        if (request.signal.aborted && !isMatrixError(e)) {
+          // The client went away (or the host is closing): whatever failed, nobody is listening.
+          logger?.debug?.('request aborted', e);
+          return withCors(errorResponse(unknown('Request aborted')));
+        }
+        return withCors(errorResponse(e, logger));
+      }
+    },
+  };
+}
+
