@@ -1,0 +1,60 @@
+/**
+ * Stream positions and long-poll wake-ups. A write transaction that makes a client-visible change takes the next
+ * stream position with `allocatePosition(tx)` (the counter lives in the same transaction, so positions are never
+ * reused, survive restarts and are in commit order because writers are serialised). After the commit the service
+ * calls `notifier.notify(pos)`, which wakes every waiting /sync at once; each re-checks what concerns it.
+ */
+import type { WriteTx, ReadTx } from '../storage/kv.js';
+import { STORES } from '../storage/schema.js';
+
+const POS_KEY = ['streamPos'] as const;
+
+/** Takes the next stream position inside a write transaction. */
+export async function allocatePosition(tx: WriteTx): Promise<number> {
+  const last = (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;
+  const next = last + 1;
+  await tx.put(STORES.server, POS_KEY, next);
+  return next;
+}
+
+/** The last committed stream position. */
+export async function currentPosition(tx: ReadTx): Promise<number> {
+  return (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;
+}
+
+export class Notifier {
+  private waiters = new Set<() => void>();
+  private latest = 0;
+
+  /** Highest position notified in this process (a lower bound of the committed position). */
+  get position(): number {
+    return this.latest;
+  }
+
+  notify(pos: number): void {
+    if (pos > this.latest) this.latest = pos;
+    const ws = this.waiters;
+    this.waiters = new Set();
+    for (const w of ws) w();
+  }
+
+  /**
+   * Resolves at the next notify after this call, when `timeoutMs` passes, or when `signal` aborts — whichever is
+   * first. Never rejects.
+   */
+  waitForChange(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted || timeoutMs <= 0) return resolve();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        this.waiters.delete(done);
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.waiters.add(done);
+      timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}
