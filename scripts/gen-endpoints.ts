@@ -348,8 +348,11 @@ export function requestBodyExamples(specDir: string): { operationId: string; exa
   return out;
 }
 
+/** $MATRIX_SPEC_DIR, else the workspace's spec copy beside the checkout (also when the checkout is a clone elsewhere). */
 export function defaultSpecDir(): string {
-  return process.env.MATRIX_SPEC_DIR ?? resolve(repoRoot, '../shared/matrix-spec');
+  if (process.env.MATRIX_SPEC_DIR) return process.env.MATRIX_SPEC_DIR;
+  const candidates = [resolve(repoRoot, '../shared/matrix-spec'), '/work/shared/matrix-spec'];
+  return candidates.find((d) => existsSync(join(d, 'cs-endpoints.tsv'))) ?? candidates[0]!;
 }
 
 function main(): void {
