@@ -244,11 +244,38 @@ export async function createRooms(api: Api, user: User, count: number): Promise<
 
 /** `count` public rooms made by `owner` (not measured), then `joiner` joins each (measured). */
 export async function joins(api: Api, owner: User, joiner: User, count: number): Promise<Stats> {
+  return joinAll(api, joiner, await publicRooms(api, owner, count));
+}
+
+/** `count` public rooms made by `owner`, one after another. */
+export async function publicRooms(api: Api, owner: User, count: number): Promise<string[]> {
   const rooms: string[] = [];
   for (let i = 0; i < count; i++) rooms.push((await api.createRoom(owner, { preset: 'public_chat' })).roomId);
+  return rooms;
+}
+
+/** `joiner` joins each room, one after another: the latency of each join. */
+export async function joinAll(api: Api, joiner: User, rooms: readonly string[]): Promise<Stats> {
   const samples: number[] = [];
   for (const roomId of rooms) samples.push(await api.join(joiner, roomId));
   return stats(samples);
+}
+
+/**
+ * CPU time a process has used so far, all its threads (LevelDB's and libuv's included), in ms: user + system from
+ * /proc/<pid>/stat at 100 ticks a second (Linux; undefined elsewhere). Unlike latency, the CPU an operation costs
+ * hardly moves when other work loads the machine, so it is what to compare between runs on a busy machine.
+ */
+export async function cpuMs(pid: number): Promise<number | undefined> {
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Peak resident set size of a process in MiB (Linux /proc; undefined elsewhere). */

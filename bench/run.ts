@@ -23,12 +23,15 @@ import type { ServedPeer } from '../test/helpers/serve.js';
 import {
   Api,
   concurrentSends,
+  cpuMs,
   createRooms,
   fillRoom,
   initialSyncs,
+  joinAll,
   joins,
   messagePages,
   peakRssMiB,
+  publicRooms,
   sequentialSends,
   sharedRoom,
   syncArrival,
@@ -116,6 +119,15 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
   });
   json.serverName = peer.serverName;
   const api = new Api(peer.url);
+  /** Runs `fn` and returns what it returned plus the server's CPU per operation (ms), for `ops` operations. */
+  const cpuPer = async <T>(ops: number, fn: () => Promise<T>): Promise<[T, number | undefined]> => {
+    const c0 = await cpuMs(peer.pid);
+    const r = await fn();
+    const c1 = await cpuMs(peer.pid);
+    return [r, c0 === undefined || c1 === undefined ? undefined : (c1 - c0) / ops];
+  };
+  const cpuNote = (perOp: number | undefined, unit: string) => (perOp === undefined ? '' : `; server CPU ${perOp.toFixed(2)} ms/${unit}`);
+  const cpuJson = (perOp: number | undefined) => (perOp === undefined ? {} : { serverCpuMsPerOp: round(perOp, 3) });
   try {
     const alice = await api.register('alice');
     const bob = await api.register('bob');
@@ -126,25 +138,27 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
     let seq: ThroughputResult | undefined;
     await measure('sequential send', async () => {
       await sequentialSends(api, alice, roomId, 200); // warm-up: JIT, caches, LevelDB files
-      seq = await sequentialSends(api, alice, roomId, SENDS);
-      row('sequential send latency', lat(seq.latency), atMost(seq.latency.p50, 2, 'ms p50'));
-      row('sequential send rate', `${seq.perSecond.toFixed(0)} msg/s (${seq.messages} in ${ms(seq.ms)})`, atLeast(seq.perSecond, 500, 'msg/s'));
-      json.sequentialSend = { ...statsJson(seq.latency), msgPerSec: round(seq.perSecond, 1) };
+      const [s, cpu] = await cpuPer(SENDS, () => sequentialSends(api, alice, roomId, SENDS));
+      seq = s;
+      row('sequential send latency', lat(s.latency) + cpuNote(cpu, 'msg'), atMost(s.latency.p50, 2, 'ms p50'));
+      row('sequential send rate', `${s.perSecond.toFixed(0)} msg/s (${s.messages} in ${ms(s.ms)})`, atLeast(s.perSecond, 500, 'msg/s'));
+      json.sequentialSend = { ...statsJson(s.latency), msgPerSec: round(s.perSecond, 1), ...cpuJson(cpu) };
     });
 
     let conc: ThroughputResult | undefined;
     await measure('concurrent send', async () => {
       const { roomId: busy } = await api.createRoom(alice, { preset: 'public_chat', name: 'busy' });
       for (const s of senders) await api.join(s, busy);
-      conc = await concurrentSends(api, senders, [busy], PER_SENDER);
-      row(`${SENDERS} concurrent senders, one room`, `${conc.perSecond.toFixed(0)} msg/s; latency ${lat(conc.latency)}`, atLeast(conc.perSecond, 1500, 'msg/s'));
-      json.concurrentSend = { senders: SENDERS, ...statsJson(conc.latency), msgPerSec: round(conc.perSecond, 1) };
+      const [c, cpu] = await cpuPer(SENDERS * PER_SENDER, () => concurrentSends(api, senders, [busy], PER_SENDER));
+      conc = c;
+      row(`${SENDERS} concurrent senders, one room`, `${c.perSecond.toFixed(0)} msg/s; latency ${lat(c.latency)}${cpuNote(cpu, 'msg')}`, atLeast(c.perSecond, 1500, 'msg/s'));
+      json.concurrentSend = { senders: SENDERS, ...statsJson(c.latency), msgPerSec: round(c.perSecond, 1), ...cpuJson(cpu) };
     });
 
     await measure('sync arrival', async () => {
-      const s = await syncArrival(api, alice, bob, roomId, 300);
-      row('send → other user\'s /sync arrival', lat(s), atMost(s.p50, 2, 'ms p50'));
-      json.syncArrival = statsJson(s);
+      const [s, cpu] = await cpuPer(300, () => syncArrival(api, alice, bob, roomId, 300));
+      row('send → other user\'s /sync arrival', lat(s) + cpuNote(cpu, 'msg'), atMost(s.p50, 2, 'ms p50'));
+      json.syncArrival = { ...statsJson(s), ...cpuJson(cpu) };
     });
 
     // A room with 1,000 messages and a reader who is only in that room.
@@ -162,32 +176,34 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
       const [h, rd] = [history, reader];
       await measure('initial /sync', async () => {
         await initialSyncs(api, rd, 3); // warm-up
-        const r = await initialSyncs(api, rd, 20);
-        row('initial /sync, 1,000-event room', `${lat(r.latency)}, ${(r.bytes / 1024).toFixed(1)} KiB`);
-        json.initialSync = { ...statsJson(r.latency), bytes: r.bytes };
+        const [r, cpu] = await cpuPer(20, () => initialSyncs(api, rd, 20));
+        row('initial /sync, 1,000-event room', `${lat(r.latency)}, ${(r.bytes / 1024).toFixed(1)} KiB${cpuNote(cpu, 'sync')}`);
+        json.initialSync = { ...statsJson(r.latency), bytes: r.bytes, ...cpuJson(cpu) };
       });
       await measure('/messages', async () => {
-        const r = await messagePages(api, rd, h, 100, 3);
-        row('/messages page of 100', `${lat(r.latency)}; ${r.events} events per pass`);
-        json.messagesPage100 = { ...statsJson(r.latency), eventsPerPass: r.events };
+        const [r, cpu] = await cpuPer(1, () => messagePages(api, rd, h, 100, 3));
+        const perPage = cpu === undefined ? undefined : cpu / r.latency.n;
+        row('/messages page of 100', `${lat(r.latency)}; ${r.events} events per pass${cpuNote(perPage, 'page')}`);
+        json.messagesPage100 = { ...statsJson(r.latency), eventsPerPass: r.events, ...cpuJson(perPage) };
       });
     }
 
     await measure('createRoom', async () => {
       const creator = await api.register('creator');
       await createRooms(api, creator, 10); // warm-up
-      const s = await createRooms(api, creator, 100);
-      row('createRoom', lat(s), atMost(s.p50, 20, 'ms p50'));
-      json.createRoom = statsJson(s);
+      const [s, cpu] = await cpuPer(100, () => createRooms(api, creator, 100));
+      row('createRoom', lat(s) + cpuNote(cpu, 'room'), atMost(s.p50, 20, 'ms p50'));
+      json.createRoom = { ...statsJson(s), ...cpuJson(cpu) };
     });
 
     await measure('join', async () => {
       const owner = await api.register('owner');
       const joiner = await api.register('joiner');
       await joins(api, owner, joiner, 10); // warm-up
-      const s = await joins(api, owner, joiner, 100);
-      row('join', lat(s), atMost(s.p50, 2, 'ms p50'));
-      json.join = statsJson(s);
+      const rooms = await publicRooms(api, owner, 100);
+      const [s, cpu] = await cpuPer(100, () => joinAll(api, joiner, rooms));
+      row('join', lat(s) + cpuNote(cpu, 'join'), atMost(s.p50, 2, 'ms p50'));
+      json.join = { ...statsJson(s), ...cpuJson(cpu) };
     });
 
     const rss = await peakRssMiB(peer.pid);

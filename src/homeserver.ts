@@ -19,6 +19,8 @@ import { syncEndpoints } from './api/client/sync.js';
 import { ephemeralEndpoints } from './api/client/ephemeral.js';
 import { presenceEndpoints } from './api/client/presence.js';
 import { toDeviceEndpoints } from './api/client/to-device.js';
+import { pushRulesEndpoints } from './api/client/push-rules.js';
+import { keysEndpoints } from './api/client/keys.js';
 import { versionsEndpoint } from './api/client/versions.js';
 import { wellKnownClientEndpoint } from './api/client/well-known.js';
 import type { AnyEndpoint } from './api/endpoint.js';
@@ -33,9 +35,15 @@ import type { Services } from './services/index.js';
 import { Notifier } from './services/notifier.js';
 import { RoomsService } from './services/rooms.js';
 import { SyncService } from './services/sync.js';
+import { PushRulesService } from './services/push-rules.js';
 import { AliasesService } from './services/aliases.js';
 import { DirectoryService } from './services/directory.js';
 import { TimelineService } from './services/timeline.js';
+import { KeysService } from './services/keys.js';
+import { FederationService } from './federation/service.js';
+import type { FederationInit } from './federation/service.js';
+import { serverKeyEndpoint } from './federation/server-api.js';
+import type { FederationTransport } from './federation/transport.js';
 
 /** The Client-Server API versions Hearth speaks. */
 export const SUPPORTED_VERSIONS = ['v1.11', 'v1.12', 'v1.13', 'v1.14', 'v1.15', 'v1.16', 'v1.17', 'v1.18', 'v1.19'];
@@ -45,12 +53,20 @@ export interface HomeserverComponents {
   kv: Kv;
   clock?: Clock;
   logger?: Logger;
+  /** How this server reaches other servers (src/net, or a test network); absent: no federation. */
+  network?: FederationTransport;
+  /** Federation tuning (retry delays …), mostly for tests. */
+  federationOptions?: FederationInit;
 }
 
 export interface Homeserver {
   readonly serverName: string;
   readonly identity: ServerIdentity;
   readonly services: Services;
+  /** What the network delivers to this server (FederationInbound: requests with their origin, gossip, peers). */
+  readonly federation: FederationService;
+  /** Every endpoint `fetch` serves (for tests that sweep them all). */
+  readonly endpoints: readonly AnyEndpoint[];
   fetch(request: Request): Promise<Response>;
   /** Stops background work; the host closes the storage. */
   stop(): Promise<void>;
@@ -87,11 +103,15 @@ export async function createHomeserver(
   };
   const accounts = new AccountsService(ctx);
   const rooms = new RoomsService(ctx, { accounts });
-  const sync = new SyncService(ctx, { rooms, accounts });
+  const pushRules = new PushRulesService(ctx);
+  const sync = new SyncService(ctx, { rooms, accounts, pushRules });
   const timeline = new TimelineService(ctx);
   const aliases = new AliasesService(ctx);
   const directory = new DirectoryService(ctx);
-  const services: Services = { ctx, accounts, rooms, sync, timeline, aliases, directory };
+  const keys = new KeysService(ctx, { accounts });
+  const services: Services = { ctx, accounts, rooms, sync, timeline, aliases, directory, keys };
+  const federation = new FederationService({ ctx, rooms, accounts, sync, network: components.network }, components.federationOptions);
+  await federation.start();
 
   const endpoints: AnyEndpoint[] = [
     versionsEndpoint({ versions: SUPPORTED_VERSIONS }),
@@ -118,6 +138,9 @@ export async function createHomeserver(
     ...ephemeralEndpoints(sync),
     ...presenceEndpoints(sync),
     ...toDeviceEndpoints(sync),
+    ...pushRulesEndpoints(pushRules),
+    ...keysEndpoints(services),
+    serverKeyEndpoint(identity, () => ctx.clock.now()),
   ];
   const router = createRouter(
     {
@@ -130,8 +153,11 @@ export async function createHomeserver(
     serverName: identity.serverName,
     identity,
     services,
+    federation,
+    endpoints: router.endpoints,
     fetch: (request) => router.fetch(request),
     async stop() {
+      federation.stop();
       sync.stop();
     },
   };

@@ -79,6 +79,15 @@ export const notJson = (message = 'Request body is not valid JSON'): MatrixError
 /** 403 M_RESOURCE_LIMIT_EXCEEDED; the spec requires `admin_contact`. */
 export const resourceLimitExceeded = (adminContact: string, message = 'Resource limit exceeded'): MatrixError =>
   make(403, 'M_RESOURCE_LIMIT_EXCEEDED', message, { admin_contact: adminContact });
+/**
+ * 403 M_RESOURCE_LIMIT_EXCEEDED for storage that refuses more data (a browser's quota, a full disk), the spec's own
+ * example of this error; Synapse also answers its resource limits with 403. `limit_type: 'storage'` says which.
+ * The write was refused whole: nothing half-stored.
+ */
+export const storageFull = (
+  adminContact: string,
+  message = 'Storage is full: this homeserver could not save the change. Free some space (or allow persistent storage) and retry.',
+): MatrixError => make(403, 'M_RESOURCE_LIMIT_EXCEEDED', message, { admin_contact: adminContact, limit_type: 'storage' });
 /** M_UNKNOWN, 500 unless told (a 400 M_UNKNOWN means "the request was invalid"). */
 export const unknown = (message = 'Internal server error', status = 500): MatrixError =>
   make(status, 'M_UNKNOWN', message);

@@ -12,6 +12,17 @@ import { badJson, invalidParam, missingParam, notJson, tooLarge } from './errors
 export const DEFAULT_JSON_BODY_LIMIT = 64 * 1024;
 
 /**
+ * Bodies a host has already read whole (the Node host reads small ones itself: a web-stream body costs more than the
+ * rest of a small request). `readBody` takes the bytes from here instead of `request.body`.
+ */
+const hostBodies = new WeakMap<Request, Uint8Array>();
+
+/** Hands `readBody` the request's whole body, read by the host. */
+export function setHostBody(request: Request, bytes: Uint8Array): void {
+  hostBodies.set(request, bytes);
+}
+
+/**
  * Reads the whole body, refusing more than `maxBytes`: a declared Content-Length over the limit is refused before
  * reading anything, and a streamed body is cancelled as soon as it passes the limit (never buffered whole).
  * Throws 413 M_TOO_LARGE. A stream that fails with a MatrixError (e.g. the host's own cap) rethrows it.
@@ -19,8 +30,14 @@ export const DEFAULT_JSON_BODY_LIMIT = 64 * 1024;
 export async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
   const declared = request.headers.get('content-length');
   if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > maxBytes) {
-    await request.body?.cancel().catch(() => {});
+    if (!hostBodies.delete(request)) await request.body?.cancel().catch(() => {});
     throw tooLarge(`Request body exceeds ${maxBytes} bytes`);
+  }
+  const bytes = hostBodies.get(request);
+  if (bytes !== undefined) {
+    hostBodies.delete(request);
+    if (bytes.byteLength > maxBytes) throw tooLarge(`Request body exceeds ${maxBytes} bytes`);
+    return bytes;
   }
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();

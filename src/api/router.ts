@@ -11,6 +11,7 @@
  * #web-browser-clients, M_UNRECOGNIZED under #common-error-codes).
  */
 import type { JsonObject } from '../core/json.js';
+import { QuotaExceededError } from '../storage/kv.js';
 import { isCorsPath, preflightResponse, withCors } from './cors.js';
 import type {
   AnyEndpoint,
@@ -27,6 +28,7 @@ import {
   invalidParam,
   isMatrixError,
   missingToken,
+  storageFull,
   unknown,
   unrecognized,
   unrecognizedMethod,
@@ -343,6 +345,8 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
       try {
         return withCors(await serve(request));
       } catch (e) {
+        // Storage over quota: a clear 403 M_RESOURCE_LIMIT_EXCEEDED; the person running this server is at its origin.
+        if (e instanceof QuotaExceededError) return withCors(errorResponse(storageFull(`${new URL(request.url).origin}/`)));
         if (request.signal.aborted && !isMatrixError(e)) {
           // The client went away (or the host is closing): whatever failed, nobody is listening.
           logger?.debug?.('request aborted', e);

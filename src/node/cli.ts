@@ -1,16 +1,21 @@
 /**
- * `hearth serve` — the Node peer: the homeserver on LevelDB, served over HTTP to any Matrix client.
+ * `hearth serve` — the Node peer: the homeserver on LevelDB, served over HTTP to any Matrix client, and federating
+ * with other Hearth peers over libp2p (src/node/p2p.ts).
  * `hearth start` — the same, plus the built web app (dist/app) on the same origin; what `npm start` runs.
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createHomeserver } from '../homeserver.js';
+import { multiaddr } from '@multiformats/multiaddr';
+import type { FederationInbound } from '../federation/transport.js';
+import { createHomeserver, loadOrCreateIdentity } from '../homeserver.js';
+import { unrecognizedInbound } from '../net/libp2p-transport.js';
 import type { HomeserverConfig, Logger } from '../services/context.js';
 import { openLevelKv } from '../storage/level-kv.js';
 import { HOMESERVER_STORES } from '../storage/schema.js';
 import { serveHttp } from './http-host.js';
+import { createNodeNetwork } from './p2p.js';
 import { staticFiles } from './static-files.js';
 
 const HELP = `Usage: hearth <serve|start> [options]
@@ -32,15 +37,30 @@ Options:
   --public-url URL          The base URL clients should use (for /.well-known/matrix/client); default: the
                             origin each request arrived on.
   --app DIR                 With 'start': the built app to serve (default dist/app).
+  --p2p-host HOST           Address the libp2p listeners bind to (default: the --host value). Use 0.0.0.0 to
+                            federate with peers on other machines.
+  --p2p-port PORT           libp2p TCP port (default 0: a free one). Fix it to be a stable bootstrap peer.
+  --p2p-ws-port PORT        libp2p WebSockets port, for browsers (default 0: a free one).
+  --bootstrap MULTIADDR     A peer to connect to and stay connected to, /…/p2p/<peer id> (repeatable).
+  --no-mdns                 Do not discover peers on the LAN with mDNS (it is off anyway on a loopback address).
   --log-level LEVEL         error | warn | info | debug (default info).
   -h, --help                Show this help.
 
-When it accepts requests it prints one line: ready {"url": ..., "serverName": ...}
+When it accepts requests it prints one line: ready {"url": ..., "serverName": ..., "multiaddrs": [...]}
+(multiaddrs: the libp2p addresses other peers can dial, each ending in /p2p/<peer id>).
 SIGTERM or SIGINT stops it cleanly.
 `;
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+function isPeerMultiaddr(s: string): boolean {
+  try {
+    return multiaddr(s).getComponents().some((c) => c.name === 'p2p');
+  } catch {
+    return false;
+  }
 }
 
 function makeLogger(level: string): Logger {
@@ -69,6 +89,11 @@ export async function main(argv: string[]): Promise<number> {
         'no-guests': { type: 'boolean', default: false },
         'public-url': { type: 'string' },
         app: { type: 'string' },
+        'p2p-host': { type: 'string' },
+        'p2p-port': { type: 'string', default: '0' },
+        'p2p-ws-port': { type: 'string', default: '0' },
+        bootstrap: { type: 'string', multiple: true },
+        'no-mdns': { type: 'boolean', default: false },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -87,10 +112,22 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command '${command}'\n\n${HELP}`);
     return 2;
   }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    process.stderr.write(`--port must be a port number, not '${values.port}'\n`);
-    return 2;
+  const ports: Record<string, number> = {};
+  for (const flag of ['port', 'p2p-port', 'p2p-ws-port'] as const) {
+    const n = Number(values[flag]);
+    if (!/^\d+$/.test(values[flag]) || n > 65535) {
+      process.stderr.write(`--${flag} must be a port number, not '${values[flag]}'\n`);
+      return 2;
+    }
+    ports[flag] = n;
+  }
+  const port = ports.port;
+  const p2pHost = values['p2p-host'] ?? values.host;
+  for (const addr of values.bootstrap ?? []) {
+    if (!isPeerMultiaddr(addr)) {
+      process.stderr.write(`--bootstrap needs a multiaddr ending in /p2p/<peer id>, not '${addr}'\n`);
+      return 2;
+    }
   }
   const registration = (values.registration ?? (isLoopback(values.host) ? 'open' : 'closed')) as HomeserverConfig['registration'];
   if (!['open', 'token', 'closed'].includes(registration)) {
@@ -107,8 +144,30 @@ export async function main(argv: string[]): Promise<number> {
   const dataDir = resolve(values.data);
   await mkdir(dataDir, { recursive: true });
   const kv = await openLevelKv({ name: join(dataDir, 'db'), stores: HOMESERVER_STORES });
+  // The network is built first (the homeserver sends through it) and started once the homeserver can answer.
+  const identity = await loadOrCreateIdentity(kv);
+  let network;
+  try {
+    network = await createNodeNetwork({
+      seed: identity.key.seed,
+      kv,
+      logger,
+      host: p2pHost,
+      tcpPort: ports['p2p-port'],
+      wsPort: ports['p2p-ws-port'],
+      bootstrap: values.bootstrap ?? [],
+      // mDNS only finds peers on other machines, which a loopback listener cannot talk to.
+      mdns: !values['no-mdns'] && !isLoopback(p2pHost),
+    });
+  } catch (e) {
+    await kv.close();
+    process.stderr.write(`cannot set up the libp2p node: ${(e as Error).message}\n`);
+    return 2;
+  }
+  // A variable, not a literal: `network` is a homeserver component once federation lands.
+  const components = { kv, logger, network: network.transport };
   const hs = await createHomeserver(
-    { kv, logger },
+    components,
     {
       registration,
       registrationTokens: tokens,
@@ -116,6 +175,18 @@ export async function main(argv: string[]): Promise<number> {
       ...(values['public-url'] !== undefined ? { publicBaseUrl: values['public-url'] } : {}),
     },
   );
+
+  network.transport.setInbound((hs as { federation?: FederationInbound }).federation ?? unrecognizedInbound);
+  try {
+    await network.start();
+  } catch (e) {
+    // E.g. a p2p port already in use.
+    process.stderr.write(`cannot start the libp2p node: ${(e as Error).message}\n`);
+    await network.stop().catch(() => {});
+    await hs.stop().catch(() => {});
+    await kv.close();
+    return 1;
+  }
 
   let fetch = (request: Request) => hs.fetch(request);
   if (command === 'start') {
@@ -127,7 +198,7 @@ export async function main(argv: string[]): Promise<number> {
     };
   }
   const host = await serveHttp({ host: values.host, port, fetch, logger });
-  process.stdout.write(`ready ${JSON.stringify({ url: host.url, serverName: hs.serverName })}\n`);
+  process.stdout.write(`ready ${JSON.stringify({ url: host.url, serverName: hs.serverName, multiaddrs: network.multiaddrs() })}\n`);
   if (command === 'start') process.stdout.write(`Hearth is running: open ${host.url}/ in your browser\n`);
 
   await new Promise<void>((done) => {
@@ -138,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
       logger.info(`${signal}: stopping`);
       await host.close().catch((e: unknown) => logger.error('closing http', e));
       await hs.stop().catch((e: unknown) => logger.error('stopping homeserver', e));
+      await network.stop().catch((e: unknown) => logger.error('stopping libp2p', e));
       await kv.close().catch((e: unknown) => logger.error('closing storage', e));
       done();
     };

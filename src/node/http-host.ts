@@ -2,12 +2,17 @@
  * Serves a web-standard `fetch(request) → Response` (the homeserver) over node:http: IncomingMessage → Request with
  * a streamed body and an AbortSignal that fires when the client disconnects (so long polls stop), Response →
  * ServerResponse streamed with backpressure, keep-alive, and a graceful close.
+ *
+ * Small bodies (a declared Content-Length up to PRELOAD_MAX: every event, every JSON request) are read whole first
+ * and handed to the router's `readBody` directly (request.ts `setHostBody`); the Request still exposes them as its
+ * body. A web stream per request cost more than the rest of a small request together.
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApiLogger } from '../api/errors.js';
 import { errorResponse, tooLarge, unknown } from '../api/errors.js';
+import { setHostBody } from '../api/request.js';
 
 export interface ServeHttpInit {
   readonly host: string;
@@ -32,6 +37,8 @@ export interface HttpHost {
 }
 
 const DEFAULT_MAX_BODY = 100 * 1024 * 1024;
+/** Bodies up to this size (declared by Content-Length) are read whole before the homeserver sees the request. */
+const PRELOAD_MAX = 64 * 1024;
 
 // Connection-level headers (RFC 9110 §7.6.1) describe this hop, not the request the homeserver sees.
 const HOP_BY_HOP = new Set([
@@ -84,9 +91,18 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
       await writeResponse(req, res, errorResponse(tooLarge(`Request body exceeds ${maxBodyBytes} bytes`)), method, true);
       return;
     }
+    let bytes: Uint8Array | undefined;
+    if (method !== 'GET' && method !== 'HEAD' && declared !== undefined && Number(declared) <= PRELOAD_MAX) {
+      try {
+        bytes = await readWhole(req);
+      } catch {
+        // The client went away mid-body: nobody is left to answer.
+        return;
+      }
+    }
     let request: Request;
     try {
-      request = toRequest(req, method, abort.signal, maxBodyBytes);
+      request = toRequest(req, method, abort.signal, maxBodyBytes, bytes);
     } catch (e) {
       logger?.debug?.('http host: unparseable request', e);
       await writeResponse(req, res, errorResponse(unknown('Malformed request', 400)), method, true);
@@ -101,7 +117,7 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
     await writeResponse(req, res, response, method, closing);
   }
 
-  function toRequest(req: IncomingMessage, method: string, signal: AbortSignal, max: number): Request {
+  function toRequest(req: IncomingMessage, method: string, signal: AbortSignal, max: number, bytes?: Uint8Array): Request {
     const headers = new Headers();
     const raw = req.rawHeaders;
     for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -114,12 +130,17 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
     const base = host && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? `http://${host}` : origin;
     const url = new URL(req.url ?? '/', base);
     const hasBody = method !== 'GET' && method !== 'HEAD';
-    const init: RequestInit & { duplex?: 'half' } = { method, headers, signal };
-    if (hasBody) {
+    const init: RequestInit & { duplex?: 'half' } = { method, headers };
+    if (hasBody && bytes === undefined) {
       init.body = bodyStream(req, max);
       init.duplex = 'half';
     }
-    return new Request(url, init);
+    const request = new Request(url, init);
+    // Our signal as the request's own: given to the constructor, undici would follow it with a second signal (a
+    // listener and a finalization-registry entry per request).
+    Object.defineProperty(request, 'signal', { value: signal });
+    if (bytes !== undefined) attachBody(request, bytes);
+    return request;
   }
 
   const addr = await new Promise<AddressInfo>((resolve, reject) => {
@@ -156,6 +177,43 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
       return closed;
     },
   };
+}
+
+/** The whole body of a request (one whose Content-Length is small). Rejects if the client goes away first. */
+function readWhole(req: IncomingMessage): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new DOMException('Client disconnected', 'AbortError'));
+    });
+  });
+}
+
+/**
+ * Gives a body-less Request the body the host read: `readBody` takes the bytes directly; `body`, `arrayBuffer()`,
+ * `text()`, `json()` and `blob()` still work for anything that reads the request itself.
+ */
+function attachBody(request: Request, bytes: Uint8Array): void {
+  setHostBody(request, bytes);
+  let stream: ReadableStream<Uint8Array> | undefined;
+  const body = (): ReadableStream<Uint8Array> =>
+    (stream ??= new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (bytes.byteLength > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    }));
+  Object.defineProperties(request, {
+    body: { get: body },
+    bodyUsed: { get: () => stream?.locked ?? false },
+    arrayBuffer: { value: () => new Response(body()).arrayBuffer() },
+    text: { value: () => new Response(body()).text() },
+    json: { value: () => new Response(body()).json() },
+    blob: { value: () => new Response(body()).blob() },
+  });
 }
 
 /**

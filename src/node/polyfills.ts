@@ -1,6 +1,6 @@
 /**
  * Loaded first in Node (`node --import`, vitest setupFiles): Node 20 lacks Promise.withResolvers, which libp2p,
- * it-queue and matrix-js-sdk call. (A global WebSocket for dialling is added with the federation transport.)
+ * it-queue and matrix-js-sdk call, and a global WebSocket, which libp2p's WebSockets transport dials with.
  */
 if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function') {
   Object.defineProperty(Promise, 'withResolvers', {
@@ -17,4 +17,11 @@ if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function'
     },
   });
 }
+
+// Node 20 has no global WebSocket (Node 22 does): libp2p's WebSockets transport dials with it.
+if (typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') {
+  const { WebSocket } = await import('ws');
+  Object.defineProperty(globalThis, 'WebSocket', { configurable: true, writable: true, value: WebSocket });
+}
+
 export {};

@@ -8,7 +8,7 @@
  */
 import type { Principal } from '../api/endpoint.js';
 import { MatrixError, forbidden, guestAccessForbidden, invalidParam, notFound } from '../api/errors.js';
-import { isValidRoomId } from '../core/identifiers.js';
+import { isValidRoomId, isValidUserId } from '../core/identifiers.js';
 import type { JsonObject } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
 import type { ReadTx, WriteTx } from '../storage/kv.js';
@@ -16,6 +16,7 @@ import type { StreamEntry } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import type { ServiceContext } from './context.js';
 import { allocatePosition } from './notifier.js';
+import { PUSH_RULES_TYPE, pushRulesContentIn } from './push-rules.js';
 
 /** account_data: [userId, roomId or '', type] → AccountDataRecord */
 export interface AccountDataRecord {
@@ -82,7 +83,10 @@ export class AccountDataService {
   async get(principal: Principal, userId: string, roomId: string | undefined, type: string): Promise<JsonObject> {
     checkOwner(principal, userId, 'read');
     if (roomId !== undefined) checkRoomId(roomId);
-    const content = await this.ctx.kv.read((tx) => readAccountData(tx, userId, roomId, type));
+    const content = await this.ctx.kv.read((tx) =>
+      // The push rules live with the push rules service; Synapse answers this type with them too.
+      roomId === undefined && type === PUSH_RULES_TYPE ? pushRulesContentIn(tx, userId) : readAccountData(tx, userId, roomId, type),
+    );
     if (!content) throw notFound('Account data not found');
     return content;
   }
@@ -147,6 +151,7 @@ export class AccountDataService {
 }
 
 function checkOwner(principal: Principal, userId: string, what: 'read' | 'write'): void {
+  if (!isValidUserId(userId)) throw invalidParam('userId', 'is not a valid user ID');
   if (principal.userId !== userId) {
     throw forbidden(what === 'read' ? 'Cannot get account data for other users' : 'Cannot add account data for other users');
   }

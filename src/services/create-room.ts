@@ -168,11 +168,14 @@ export async function createRoom(rooms: RoomsService, principal: Principal, body
     if (!isValidRoomAlias(alias)) throw invalidParam('room_alias_name', 'makes an invalid or too long alias');
   }
 
-  const invites = readUserList(body.invite, 'invite').filter((u) => u !== creator);
-  for (const u of invites) {
-    // Federation is a later issue: users of other servers cannot be reached yet (Synapse answers a denied
-    // federation destination with 403 M_FORBIDDEN too).
-    if (u.slice(u.indexOf(':') + 1) !== ctx.serverName) throw forbidden(`Cannot invite ${u}: federation with other servers is not available yet`);
+  const allInvites = readUserList(body.invite, 'invite').filter((u) => u !== creator);
+  // Users of other servers are invited over federation once the room exists (their server signs the invite).
+  const isRemote = (u: string) => u.slice(u.indexOf(':') + 1) !== ctx.serverName;
+  const remoteInvites = allInvites.filter(isRemote);
+  const invites = allInvites.filter((u) => !isRemote(u));
+  for (const u of remoteInvites) {
+    // Without federation they cannot be reached (Synapse answers a denied federation destination with 403 too).
+    if (!rooms.federation) throw forbidden(`Cannot invite ${u}: federation with other servers is not available yet`);
   }
   if (Array.isArray(body.invite_3pid) && body.invite_3pid.length > 0) {
     throw serverNotTrusted('Third-party invites need an identity server, and this server trusts none');
@@ -182,7 +185,7 @@ export async function createRoom(rooms: RoomsService, principal: Principal, body
   if (version.privilegedCreators) {
     additionalCreators = readUserList(creationContent.additional_creators, 'creation_content.additional_creators');
     // trusted_private_chat: the invitees become creators too (create_room.yaml, creation_content).
-    if (preset === 'trusted_private_chat') for (const u of invites) if (!additionalCreators.includes(u)) additionalCreators.push(u);
+    if (preset === 'trusted_private_chat') for (const u of allInvites) if (!additionalCreators.includes(u)) additionalCreators.push(u);
     additionalCreators = additionalCreators.filter((u) => u !== creator);
   }
 
@@ -267,7 +270,7 @@ export async function createRoom(rooms: RoomsService, principal: Principal, body
   await add('m.room.member', creator, { membership: 'join', ...profile(users[0]) });
   // 3. Power levels: the defaults (or initial_state's), with the override on top.
   const fromInitial = initialState.filter((s) => s.type === 'm.room.power_levels' && s.stateKey === '').pop();
-  const trustedOps = preset === 'trusted_private_chat' ? invites : [];
+  const trustedOps = preset === 'trusted_private_chat' ? allInvites : [];
   const plContent: JsonObject = { ...(fromInitial?.content ?? defaultPowerLevels(version, creator, preset, trustedOps)), ...(plOverride ?? {}) };
   await add('m.room.power_levels', '', plContent);
   // 4. The canonical alias.
@@ -324,5 +327,15 @@ export async function createRoom(rooms: RoomsService, principal: Principal, body
   const last = events[events.length - 1];
   rooms.rememberHead({ room, version, extremities: [last.eventId], stateIds, knownKeys: new Set(), complete: true }, events);
   rooms.afterCommit(events, lastPos);
+  for (const u of remoteInvites) {
+    const content: JsonObject = { membership: 'invite' };
+    if (isDirect) content.is_direct = true;
+    try {
+      await rooms.federation!.inviteRemote(principal, roomId, u, content);
+    } catch (e) {
+      // The room exists; the client can invite again (Synapse also creates the room before inviting).
+      ctx.logger.warn('could not invite a remote user to a new room', { roomId, userId: u, error: e });
+    }
+  }
   return { room_id: roomId };
 }

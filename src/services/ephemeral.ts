@@ -16,7 +16,7 @@
 import { badJson, forbidden, invalidParam, notFound } from '../api/errors.js';
 import type { JsonObject } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
-import { isValidEventId, isValidRoomId } from '../core/identifiers.js';
+import { isValidEventId, isValidRoomId, isValidUserId } from '../core/identifiers.js';
 import type { ReadTx, WriteTx } from '../storage/kv.js';
 import type { EventRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
@@ -121,6 +121,12 @@ export class EphemeralService {
   /** Pending "stopped typing" wake-ups, by `roomId NUL userId`. */
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private stopped = false;
+  /** Told after a local user's typing state was set (federation sends m.typing to the room's servers). */
+  readonly typingListeners: Array<(roomId: string, userId: string, typing: boolean, timeoutMs: number) => void> = [];
+  /** Told after a local user's public receipt was stored (federation sends m.receipt). */
+  readonly receiptListeners: Array<
+    (roomId: string, userId: string, type: string, eventId: string, threadId: string | undefined, ts: number) => void
+  > = [];
 
   constructor(ctx: ServiceContext) {
     this.ctx = ctx;
@@ -136,6 +142,7 @@ export class EphemeralService {
 
   /** PUT /rooms/{roomId}/typing/{userId}: only for yourself, only in rooms you have joined. */
   async setTyping(actor: string, userId: string, roomId: string, typing: boolean, timeoutMs?: number): Promise<void> {
+    if (!isValidUserId(userId)) throw invalidParam('userId', 'is not a valid user ID');
     if (actor !== userId) throw forbidden('You may only set your own typing state');
     if (!isValidRoomId(roomId)) throw invalidParam('roomId', 'is not a valid room ID');
     if (timeoutMs !== undefined && timeoutMs < 0) throw invalidParam('timeout', 'must not be negative');
@@ -168,6 +175,56 @@ export class EphemeralService {
     if (timer !== undefined) clearTimeout(timer);
     this.typingTimers.delete(key);
     if (typing && !this.stopped) this.scheduleTypingExpiry(key, roomId, userId, expiresTs - now);
+    if (pos !== undefined) this.ctx.notifier.notify(pos);
+    for (const l of this.typingListeners) l(roomId, userId, typing, expiresTs - now);
+  }
+
+  /**
+   * Typing of a user of another server (an m.typing EDU). The caller has checked that the user is joined to the
+   * room; the timeout is ours (the EDU carries none).
+   */
+  async setRemoteTyping(roomId: string, userId: string, typing: boolean, timeoutMs = TYPING_DEFAULT_TIMEOUT_MS): Promise<void> {
+    const now = this.ctx.clock.now();
+    const expiresTs = now + Math.min(timeoutMs, TYPING_MAX_TIMEOUT_MS);
+    const pos = await this.ctx.kv.write(async (tx): Promise<Changed> => {
+      const existing = await tx.get<TypingRecord>(STORES.typing, [roomId, userId]);
+      const wasTyping = existing !== undefined && existing.expiresTs > now;
+      if (typing) {
+        if (wasTyping) {
+          await tx.put(STORES.typing, [roomId, userId], { expiresTs, pos: existing.pos } satisfies TypingRecord);
+          return undefined;
+        }
+        const p = await allocatePosition(tx);
+        await tx.put(STORES.typing, [roomId, userId], { expiresTs, pos: p } satisfies TypingRecord);
+        await tx.put(STORES.stream, [p], { kind: 'typing', roomId } satisfies StreamEntry);
+        return p;
+      }
+      if (!existing) return undefined;
+      await tx.delete(STORES.typing, [roomId, userId]);
+      if (!wasTyping) return undefined;
+      const p = await allocatePosition(tx);
+      await tx.put(STORES.stream, [p], { kind: 'typing', roomId } satisfies StreamEntry);
+      return p;
+    });
+    const key = roomId + '\u0000' + userId;
+    const timer = this.typingTimers.get(key);
+    if (timer !== undefined) clearTimeout(timer);
+    this.typingTimers.delete(key);
+    if (typing && !this.stopped) this.scheduleTypingExpiry(key, roomId, userId, expiresTs - now);
+    if (pos !== undefined) this.ctx.notifier.notify(pos);
+  }
+
+  /**
+   * A receipt of a user of another server (an m.receipt EDU), for an event in the room's timeline here; receipts
+   * for events we do not have are ignored (Synapse keeps them; we have nowhere to place them in the stream).
+   */
+  async setRemoteReceipt(roomId: string, userId: string, type: string, eventId: string, threadId: string | undefined, ts: number): Promise<void> {
+    if (type !== 'm.read') return;
+    const pos = await this.ctx.kv.write(async (tx): Promise<Changed> => {
+      const ev = await tx.get<EventRecord>(STORES.events, [eventId]);
+      if (!ev || ev.roomId !== roomId || ev.pos === undefined || ev.rejected !== undefined) return undefined;
+      return writeReceipt(tx, userId, roomId, type, threadId ?? '', eventId, ev.pos, ts);
+    });
     if (pos !== undefined) this.ctx.notifier.notify(pos);
   }
 
@@ -235,7 +292,9 @@ export class EphemeralService {
 
   private async setMarkers(userId: string, roomId: string, updates: readonly MarkerUpdate[]): Promise<void> {
     const now = this.ctx.clock.now();
+    const sent: MarkerUpdate[] = [];
     const positions = await this.ctx.kv.write(async (tx) => {
+      sent.length = 0;
       if ((await membershipIn(tx, userId, roomId)) !== 'join') throw forbidden(`${userId} is not in room ${roomId}`);
       const events = await tx.getMany<EventRecord>(STORES.events, updates.map((u) => [u.eventId]));
       const out: number[] = [];
@@ -251,10 +310,12 @@ export class EphemeralService {
           ? await writeFullyRead(tx, userId, roomId, u.eventId, ev.pos)
           : await writeReceipt(tx, userId, roomId, u.type, u.threadId ?? '', u.eventId, ev.pos, now);
         if (p !== undefined) out.push(p);
+        if (p !== undefined && u.type === 'm.read') sent.push(u);
       }
       return out;
     });
     if (positions.length > 0) this.ctx.notifier.notify(Math.max(...positions));
+    for (const u of sent) for (const l of this.receiptListeners) l(roomId, userId, u.type, u.eventId, u.threadId, now);
   }
 }
 

@@ -21,6 +21,8 @@ export class FiltersService {
 
   /** POST /user/{userId}/filter: stores the filter and returns its ID. */
   async create(principal: Principal, userId: string, filter: JsonObject): Promise<string> {
+    // A malformed user ID is 400, as Synapse answers, before "not yours" (403).
+    if (!isValidUserId(userId)) throw invalidParam('userId', 'is not a valid user ID');
     if (principal.userId !== userId) throw forbidden('Cannot create filters for other users');
     validateFilter(filter);
     return this.ctx.kv.write(async (tx) => {
@@ -35,6 +37,7 @@ export class FiltersService {
 
   /** GET /user/{userId}/filter/{filterId} */
   async get(principal: Principal, userId: string, filterId: string): Promise<JsonObject> {
+    if (!isValidUserId(userId)) throw invalidParam('userId', 'is not a valid user ID');
     if (principal.userId !== userId) throw forbidden('Cannot get filters for other users');
     const filter = await this.getFilter(userId, filterId);
     if (!filter) throw notFound('No such filter');

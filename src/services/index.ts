@@ -3,6 +3,7 @@ import type { AccountsService } from './accounts.js';
 import type { AliasesService } from './aliases.js';
 import type { ServiceContext } from './context.js';
 import type { DirectoryService } from './directory.js';
+import type { KeysService } from './keys.js';
 import type { RoomsService } from './rooms.js';
 import type { SyncService } from './sync.js';
 import type { TimelineService } from './timeline.js';
@@ -15,4 +16,5 @@ export interface Services {
   readonly timeline: TimelineService;
   readonly aliases: AliasesService;
   readonly directory: DirectoryService;
+  readonly keys: KeysService;
 }

@@ -9,8 +9,9 @@
  * {joining,inviting,leaving,kicking,banning,knocking}.yaml; Synapse's RoomMemberHandler where the spec is silent
  * (profile fields on join/invite/knock only, deduplication of unchanged member events).
  *
- * Federation is a later issue: a room this server does not hold and users of other servers cannot be reached yet,
- * so those requests get a clear 404 / 403 rather than an attempt.
+ * Rooms this server does not hold (or no longer follows) and users of other servers go through federation
+ * (`RoomsService.federation`, src/federation/membership.ts): remote joins, invites, leaves and knocks. Without it,
+ * those requests get a clear 404 / 403 rather than an attempt.
  */
 import type { Principal } from '../api/endpoint.js';
 import {
@@ -39,6 +40,22 @@ import {
 import { resolveAliasInTx } from './aliases.js';
 import type { RoomHead, RoomsService } from './rooms.js';
 
+/** What federation adds to the membership flows (implemented in src/federation/membership.ts). */
+export interface RoomsFederation {
+  /** Whether the room is held here with a local user joined, so its events can be built here. */
+  isResident(roomId: string): Promise<boolean>;
+  /** A room alias of another server: its room ID and servers to join through (404 when unknown). */
+  resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  /** Joins through another server (make_join/send_join). False when there is no server to ask. */
+  joinRemote(principal: Principal, roomId: string, servers: readonly string[], content: JsonObject): Promise<boolean>;
+  /** Invites a user of another server (invite v2: their server signs the event too). */
+  inviteRemote(principal: Principal, roomId: string, target: string, content: JsonObject): Promise<void>;
+  /** Rejects an invite or withdraws a knock through another server. False when there is nothing to do remotely. */
+  leaveRemote(principal: Principal, roomId: string, content: JsonObject): Promise<boolean>;
+  /** Knocks through another server (make_knock/send_knock). False when there is no server to ask. */
+  knockRemote(principal: Principal, roomId: string, servers: readonly string[], content: JsonObject): Promise<boolean>;
+}
+
 function serverOf(id: string): string {
   return id.slice(id.indexOf(':') + 1);
 }
@@ -57,6 +74,20 @@ export class MembershipOps {
 
   /** A room ID, or a local alias resolved to one. 400 for neither; 404 for an unknown or remote alias. */
   async resolveRoom(roomIdOrAlias: string): Promise<string> {
+    return (await this.resolveRoomAndServers(roomIdOrAlias)).roomId;
+  }
+
+  /** A room ID and, for an alias of another server, the servers its directory names (federation). */
+  private async resolveRoomAndServers(roomIdOrAlias: string): Promise<{ roomId: string; servers: string[] }> {
+    if (roomIdOrAlias.startsWith('#')) {
+      const parsed = parseRoomAlias(roomIdOrAlias);
+      const fed = this.rooms.federation;
+      if (parsed.ok && parsed.serverName !== this.ctx.serverName && fed) return fed.resolveAlias(roomIdOrAlias);
+    }
+    return { roomId: await this.resolveLocal(roomIdOrAlias), servers: [] };
+  }
+
+  private async resolveLocal(roomIdOrAlias: string): Promise<string> {
     if (roomIdOrAlias.startsWith('!')) {
       if (!isValidRoomId(roomIdOrAlias)) throw invalidParam('roomIdOrAlias', 'is not a valid room ID');
       return roomIdOrAlias;
@@ -87,11 +118,20 @@ export class MembershipOps {
     if (!room) throw notFound(`Room ${roomId} is not known to this server (joining rooms elsewhere needs federation, which is not available yet)`);
   }
 
-  /** POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join. Returns the room ID. */
-  async join(principal: Principal, roomIdOrAlias: string, body: JsonObject): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
+  /**
+   * POST /join/{roomIdOrAlias} and POST /rooms/{roomId}/join. Returns the room ID. `via` (the `via` and
+   * `server_name` query parameters) names servers to join through when the room is not held here.
+   */
+  async join(principal: Principal, roomIdOrAlias: string, body: JsonObject, via: readonly string[] = []): Promise<string> {
+    const { roomId, servers } = await this.resolveRoomAndServers(roomIdOrAlias);
     if (body.third_party_signed !== undefined) {
       throw serverNotTrusted('Third-party invites need an identity server, and this server trusts none');
+    }
+    const fed = this.rooms.federation;
+    if (fed && !(await fed.isResident(roomId))) {
+      if (principal.isGuest) throw guestAccessForbidden('Guests may not join rooms on other servers');
+      const content = withReason({ membership: 'join' }, body.reason);
+      if (await fed.joinRemote(principal, roomId, [...via, ...servers], content)) return roomId;
     }
     await this.requireLocalRoom(roomId);
     const user = principal.userId;
@@ -163,6 +203,8 @@ export class MembershipOps {
     }
     const target = this.checkTarget(body.user_id);
     if (serverOf(target) !== this.ctx.serverName) {
+      const fed = this.rooms.federation;
+      if (fed) return fed.inviteRemote(principal, roomId, target, withReason({ membership: 'invite' }, body.reason));
       // Synapse answers a federation destination it may not contact with 403 M_FORBIDDEN too.
       throw forbidden(`Cannot invite ${target}: federation with other servers is not available yet`);
     }
@@ -183,6 +225,10 @@ export class MembershipOps {
   /** POST /rooms/{roomId}/leave: leaves, or rejects an invite, or withdraws a knock. */
   async leave(principal: Principal, roomId: string, body: JsonObject): Promise<void> {
     const user = principal.userId;
+    const fed = this.rooms.federation;
+    if (fed && !(await fed.isResident(roomId))) {
+      if (await fed.leaveRemote(principal, roomId, withReason({ membership: 'leave' }, body.reason))) return;
+    }
     await this.rooms.submit(roomId, { sender: user }, () => ({
       type: 'm.room.member',
       stateKey: user,
@@ -222,9 +268,14 @@ export class MembershipOps {
     return { type: 'm.room.member', stateKey: target, sender, content };
   }
 
-  /** POST /knock/{roomIdOrAlias}. Returns the room ID. */
-  async knock(principal: Principal, roomIdOrAlias: string, body: JsonObject): Promise<string> {
-    const roomId = await this.resolveRoom(roomIdOrAlias);
+  /** POST /knock/{roomIdOrAlias}. Returns the room ID. `via` as for `join`. */
+  async knock(principal: Principal, roomIdOrAlias: string, body: JsonObject, via: readonly string[] = []): Promise<string> {
+    const { roomId, servers } = await this.resolveRoomAndServers(roomIdOrAlias);
+    const fed = this.rooms.federation;
+    if (fed && !(await fed.isResident(roomId))) {
+      const content = withReason({ membership: 'knock' }, body.reason);
+      if (await fed.knockRemote(principal, roomId, [...via, ...servers], content)) return roomId;
+    }
     await this.requireLocalRoom(roomId);
     const user = principal.userId;
     await this.rooms.submit(roomId, { sender: user, users: [user] }, (head) => ({

@@ -50,12 +50,21 @@ const encoder = new TextEncoder();
 export class ProfileService {
   /** Listeners run, in order, after a change commits; errors are logged, not returned to the client. */
   readonly profileChanged: ProfileChangedListener[] = [];
+  /**
+   * Looks up the profile of a user of another server (set by federation: query/profile). Undefined = not found.
+   */
+  remoteProfile?: (userId: string) => Promise<JsonObject | undefined>;
 
   constructor(private readonly ctx: ServiceContext) {}
 
   /** The whole profile of a local, active user; 404 M_NOT_FOUND otherwise. */
   async getProfile(userId: string): Promise<JsonObject> {
     this.checkUserId(userId);
+    if (this.remoteProfile && userId.slice(userId.indexOf(':') + 1) !== this.ctx.serverName) {
+      const remote = await this.remoteProfile(userId);
+      if (!remote) throw notFound('Profile not found');
+      return remote;
+    }
     const user = await this.ctx.kv.read((tx) => tx.get<UserRecord>(STORES.users, [userId]));
     // Remote profiles need federation, which is not wired yet: unknown here means not found.
     if (!user || user.deactivated) throw notFound('Profile not found');

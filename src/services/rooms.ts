@@ -45,6 +45,7 @@ import { isJsonObject } from '../core/json.js';
 import type { RoomVersion } from '../core/room-versions.js';
 import { roomVersion } from '../core/room-versions.js';
 import type { ReadTx, WriteTx } from '../storage/kv.js';
+import { StorageError } from '../storage/kv.js';
 import type { EventRecord, MemberRecord, RoomRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import { addStateGroup } from '../storage/state-groups.js';
@@ -69,6 +70,7 @@ import {
   withPrevState,
 } from './event-store.js';
 import { MembershipOps } from './membership.js';
+import type { RoomsFederation } from './membership.js';
 import { allocatePosition } from './notifier.js';
 
 /** An event to create: what the client (or the membership logic) decided; the pipeline adds the rest. */
@@ -288,6 +290,10 @@ function txnKey(t: TxnRef): [string, string, string] {
 
 export class RoomsService {
   readonly membership: MembershipOps;
+  /** Federation's part of the membership flows (remote joins, invites, leaves); set when the server federates. */
+  federation?: RoomsFederation;
+  /** Told about the events this server's users created, after they commit (federation sends them on). */
+  readonly committed: Array<(events: readonly Pdu[]) => void> = [];
   private readonly locks = new KeyedLock();
   /**
    * Events as auth sees them (redacted when redacted), by ID. Event JSON never changes; redactions evict.
@@ -301,6 +307,8 @@ export class RoomsService {
   private readonly heads = new BoundedMap<string, HeadSnapshot>(HEAD_CACHE_LIMIT);
   /** Recently committed txn IDs (the txn_ids store is the authority, checked again in the write). */
   private readonly recentTxns = new BoundedMap<string, string>(10_000);
+  /** Write batches of the pipeline that failed after being ordered (see `submit`). */
+  private writeFailures = 0;
 
   constructor(
     readonly ctx: ServiceContext,
@@ -330,14 +338,17 @@ export class RoomsService {
    * Throws 404 M_NOT_FOUND for an unknown room and 403 M_FORBIDDEN when the auth rules refuse the event.
    */
   async submit(roomId: string, opts: SubmitOptions, prepare: (head: RoomHead) => Prepared): Promise<string> {
-    return this.locks.run(roomId, async () => {
+    // The room's lock covers read → build → the write being ordered; the next event of the room may start while
+    // the disk syncs this one (kv.writeOrdered). Nobody hears of the event before it is durable.
+    const done = await this.locks.run(roomId, async (): Promise<{ eventId: string; durable?: Promise<void>; after?: () => void }> => {
       const txn = opts.txn ? txnKey(opts.txn) : undefined;
       const seen = txn ? this.recentTxns.get(JSON.stringify(txn)) : undefined;
-      if (seen !== undefined) return seen;
+      if (seen !== undefined) return { eventId: seen };
 
+      const failures = this.writeFailures;
       const head = await this.readHead(roomId, opts);
       const prepared = prepare(head);
-      if ('existing' in prepared) return prepared.existing;
+      if ('existing' in prepared) return { eventId: prepared.existing };
       const draft = prepared;
 
       // State the auth events selection needs that is not known yet (rare: callers pass hints).
@@ -349,7 +360,7 @@ export class RoomsService {
       // Sending the state that is already there changes nothing: answer with the existing event (as Synapse does).
       if (draft.stateKey !== undefined && draft.redacts === undefined) {
         const current = head.get(draft.type, draft.stateKey);
-        if (current && current.sender === draft.sender && sameJson(current.content, draft.content)) return current.eventId;
+        if (current && current.sender === draft.sender && sameJson(current.content, draft.content)) return { eventId: current.eventId };
       }
 
       const pdu = await this.build(head, draft);
@@ -358,9 +369,11 @@ export class RoomsService {
 
       const room = { ...head.room };
       const replaced = head.extremities.slice(0, MAX_PREV_EVENTS);
-      let written: { lastPos: number } | { existing: string };
+      let ordered: { result: { lastPos: number } | { existing: string }; durable: Promise<void> };
       try {
-        written = await this.ctx.kv.write(async (tx) => {
+        ordered = await this.writeOrdered(async (tx) => {
+          // A write ordered before ours failed since the head was read: the head may name events that were lost.
+          if (this.writeFailures !== failures) throw new StorageError('an earlier write failed; nothing was written');
           if (txn) {
             const rec = await tx.get<TxnRecord>(STORES.txnIds, txn);
             if (rec) return { existing: rec.eventId };
@@ -372,13 +385,31 @@ export class RoomsService {
         this.heads.delete(roomId);
         throw e;
       }
-      if ('existing' in written) return written.existing;
+      const { result: written, durable } = ordered;
+      if ('existing' in written) return { eventId: written.existing, durable };
       const extremities = [...head.extremities.slice(MAX_PREV_EVENTS), pdu.eventId];
       this.rememberHead({ ...head.snap, room, extremities }, [pdu]);
-      if (txn) this.recentTxns.set(JSON.stringify(txn), pdu.eventId);
-      this.afterCommit([pdu], written.lastPos);
-      return pdu.eventId;
+      // Events after this one build on the head just cached; if this batch fails, so do they (see the check above).
+      durable.catch(() => {
+        this.writeFailures++;
+        this.heads.delete(roomId);
+      });
+      const after = () => {
+        if (txn) this.recentTxns.set(JSON.stringify(txn), pdu.eventId);
+        this.afterCommit([pdu], written.lastPos);
+      };
+      return { eventId: pdu.eventId, durable, after };
     });
+    if (done.durable) await done.durable;
+    done.after?.();
+    return done.eventId;
+  }
+
+  /** `kv.writeOrdered` where the backend has it (LevelDB's group commit); elsewhere a write, durable once it resolves. */
+  private async writeOrdered<T>(fn: (tx: WriteTx) => Promise<T>): Promise<{ result: T; durable: Promise<void> }> {
+    const kv = this.ctx.kv;
+    if (kv.writeOrdered) return kv.writeOrdered(fn);
+    return { result: await kv.write(fn), durable: Promise.resolve() };
   }
 
   /**
@@ -636,6 +667,47 @@ export class RoomsService {
       if (e.type === 'm.room.redaction' && e.redacts !== undefined) this.pduCache.delete(e.redacts);
     }
     this.ctx.notifier.notify(lastPos);
+    for (const listener of this.committed) {
+      try {
+        listener(events);
+      } catch (e) {
+        this.ctx.logger.error('committed-events listener failed', e);
+      }
+    }
+  }
+
+  // ---- For federation (src/federation): other writers of the room stores, and events signed elsewhere too
+
+  /** Runs `fn` under the room's lock, the one the pipeline holds (remote events are persisted under it too). */
+  runExclusive<T>(roomId: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(roomId, fn);
+  }
+
+  /** Forgets what the pipeline cached about a room after another writer changed it (call under the room's lock). */
+  forgetHead(roomId: string, events: readonly Pdu[] = []): void {
+    this.heads.delete(roomId);
+    for (const e of events) {
+      if (e.type === 'm.room.redaction' && e.redacts !== undefined) this.pduCache.delete(e.redacts);
+    }
+  }
+
+  /**
+   * Builds and authorises one local event as `submit` does, without persisting it: an invite of a user on another
+   * server is signed by that server before it enters the room (federation persists it then).
+   */
+  async prepareEvent(roomId: string, opts: SubmitOptions, prepare: (head: RoomHead) => Draft): Promise<Pdu> {
+    return this.locks.run(roomId, async () => {
+      const head = await this.readHead(roomId, opts);
+      const draft = prepare(head);
+      const needed = authStateKeysFor({ ...draft, stateKey: draft.stateKey }, head.version).map(([t, k]) => stateKey(t, k));
+      if (draft.stateKey !== undefined) needed.push(stateKey(draft.type, draft.stateKey));
+      const missing = needed.filter((k) => !head.knows(k));
+      if (missing.length > 0) await this.ctx.kv.read((tx) => this.loadState(tx, head, missing));
+      const pdu = await this.build(head, draft);
+      const result = authorize(pdu, { get: (t, k) => head.get(t, k) }, head.version);
+      if (!result.ok) throw forbidden(result.reason);
+      return pdu;
+    });
   }
 
   // ---- Room creation

@@ -29,14 +29,13 @@
  * position with the snapshot's, so a send always wakes a waiting poll.
  *
  * ## Simplifications (documented choices)
- * - unread_notifications approximates the default push rules (no push rules service yet): messages, encrypted
- *   events, calls, polls and tombstones from others after the user's read receipt (m.read or m.read.private,
- *   unthreaded or main) and after the user's own latest event count; highlights are mentions of the user
- *   (m.mentions, or the user ID / localpart in the body) and tombstones. At most UNREAD_SCAN_LIMIT events are read.
+ * - unread_notifications (and unread_thread_notifications when the timeline filter asks) evaluate the user's push
+ *   rules over the events after their read position, at most UNREAD_SCAN_LIMIT of them, extended incrementally
+ *   from the previous sync's counts (push-rules.ts `unreadCountsIn`).
  * - Lazy loading always sends the members of the timeline's senders (redundant ones too: "it is valid for the
  *   server to send redundant membership events"); include_redundant_members is therefore always satisfied.
  * - device_lists: users whose device list changed and who share a room, users who joined a shared room, and users
- *   who no longer share any room; one-time key counts are zero until key upload exists.
+ *   who no longer share any room (key uploads write the same `device_list` entries: keys.ts).
  */
 import type { Principal } from '../api/endpoint.js';
 import { badJson, invalidParam, notJson } from '../api/errors.js';
@@ -52,7 +51,7 @@ import { STORES } from '../storage/schema.js';
 import type { AccountsService } from './accounts.js';
 import type { AccountDataRecord } from './account-data.js';
 import type { ServiceContext } from './context.js';
-import { EphemeralService, readUpToPosIn, receiptContentIn, typingUsersIn } from './ephemeral.js';
+import { EphemeralService, receiptContentIn, typingUsersIn } from './ephemeral.js';
 import {
   clientEvents,
   currentStateId,
@@ -70,8 +69,10 @@ import {
   VisibilityCache,
 } from './event-store.js';
 import { validateFilter } from './filters.js';
+import { oneTimeKeyStateIn } from './keys.js';
 import { currentPosition } from './notifier.js';
 import type { PresenceState } from './presence.js';
+import { PUSH_RULES_TYPE, PushRulesService } from './push-rules.js';
 import { PresenceService, joinedRoomsIn, presenceEventsIn, sharingRoomIn } from './presence.js';
 import type { RoomsService } from './rooms.js';
 import { paginationToken } from './timeline.js';
@@ -134,6 +135,8 @@ export interface EventFilter {
   containsUrl?: boolean;
   lazyLoadMembers: boolean;
   includeRedundantMembers: boolean;
+  /** RoomEventFilter `unread_thread_notifications`: count notifications per thread. */
+  unreadThreadNotifications: boolean;
 }
 
 export function compileEventFilter(v: JsonValue | undefined): EventFilter {
@@ -156,6 +159,7 @@ export function compileEventFilter(v: JsonValue | undefined): EventFilter {
     containsUrl: typeof f.contains_url === 'boolean' ? f.contains_url : undefined,
     lazyLoadMembers: f.lazy_load_members === true,
     includeRedundantMembers: f.include_redundant_members === true,
+    unreadThreadNotifications: f.unread_thread_notifications === true,
   };
 }
 
@@ -287,17 +291,20 @@ const STRIPPED_STATE_TYPES = [
 /** Events scanned at most while looking for `limit` events that pass a timeline filter. */
 const TIMELINE_SCAN_LIMIT = 1000;
 /** Events read at most when counting unread notifications. */
-export const UNREAD_SCAN_LIMIT = 500;
+export { UNREAD_SCAN_LIMIT } from './push-rules.js';
 
 export class SyncService {
   readonly ephemeral: EphemeralService;
   readonly presence: PresenceService;
   readonly toDevice: ToDeviceService;
+  /** Push rules: the m.push_rules account data and unread notification counts. */
+  readonly pushRules: PushRulesService;
 
   constructor(
     private readonly ctx: ServiceContext,
-    private readonly deps: { rooms: RoomsService; accounts?: AccountsService },
+    private readonly deps: { rooms: RoomsService; accounts?: AccountsService; pushRules?: PushRulesService },
   ) {
+    this.pushRules = deps.pushRules ?? new PushRulesService(ctx);
     this.ephemeral = new EphemeralService(ctx);
     this.presence = new PresenceService(ctx);
     this.toDevice = new ToDeviceService(ctx);
@@ -355,7 +362,7 @@ export class SyncService {
     return this.ctx.kv.read(async (tx) => {
       const pos = await currentPosition(tx);
       if (req.since && req.since.pos > pos) throw invalidParam('since', 'is not a sync token this server issued');
-      return new SyncBuilder(tx, principal, req, filter, pos, now).build();
+      return new SyncBuilder(tx, principal, req, filter, pos, now, this.pushRules).build();
     });
   }
 }
@@ -420,6 +427,7 @@ class SyncBuilder {
     private readonly filter: SyncFilter,
     private readonly pos: number,
     private readonly now: number,
+    private readonly pushRules: PushRulesService,
   ) {
     this.userId = principal.userId;
     this.since = req.since?.pos;
@@ -562,9 +570,10 @@ class SyncBuilder {
     body.presence = { events: presence };
     body.to_device = { events: toDevice };
     body.device_lists = deviceLists;
-    // Always present, as Synapse does (clients read absence ambiguously); zero until key upload exists.
-    body.device_one_time_keys_count = { signed_curve25519: 0 };
-    body.device_unused_fallback_key_types = [];
+    // Always present, signed_curve25519 included even at zero, as Synapse does (clients read absence ambiguously).
+    const otk = deviceId === undefined ? undefined : await oneTimeKeyStateIn(tx, me, deviceId);
+    body.device_one_time_keys_count = otk?.counts ?? { signed_curve25519: 0 };
+    body.device_unused_fallback_key_types = otk?.unusedFallbackTypes ?? [];
     return { body, hasContent: this.hasContent, pos: this.pos, ackToDevice };
   }
 
@@ -608,8 +617,10 @@ class SyncBuilder {
       },
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
-      unread_notifications: await this.unreadCounts(roomId),
     };
+    const unread = await this.pushRules.unreadCountsIn(tx, this.userId, roomId, ur, this.pos, f.timeline.unreadThreadNotifications);
+    body.unread_notifications = unread.main;
+    if (unread.threads) body.unread_thread_notifications = unread.threads;
     body[this.req.useStateAfter ? 'state_after' : 'state'] = { events: await this.formatEvents(state) };
     if (summary) body.summary = summary.json;
     return { body, newlyJoined };
@@ -764,7 +775,14 @@ class SyncBuilder {
   }
 
   private async globalAccountData(types: ReadonlySet<string>): Promise<JsonObject[]> {
-    return this.accountDataEvents('', this.since === undefined ? undefined : types, this.filter.accountData);
+    const f = this.filter.accountData;
+    const out = await this.accountDataEvents('', this.since === undefined ? undefined : types, f);
+    // m.push_rules is kept by the push rules service, not in account_data: always in an initial sync, and again
+    // whenever the rules changed (push.md "Push Rules: Events").
+    if ((this.since === undefined || types.has(PUSH_RULES_TYPE)) && filterAllows(f, { type: PUSH_RULES_TYPE })) {
+      if (f.limit === undefined || out.length < f.limit) out.push(await this.pushRules.pushRulesEventIn(this.tx, this.userId));
+    }
+    return out;
   }
 
   private async accountDataEvents(roomId: string, types: ReadonlySet<string> | undefined, f: EventFilter): Promise<JsonObject[]> {
@@ -783,36 +801,6 @@ class SyncBuilder {
       if (rec && filterAllows(f, { type })) out.push({ type, content: rec.content });
     }
     return f.limit !== undefined ? out.slice(0, f.limit) : out;
-  }
-
-  /** Notification counts (see the module comment for how they approximate the default push rules). */
-  private async unreadCounts(roomId: string): Promise<JsonObject> {
-    const tx = this.tx;
-    const readPos = await readUpToPosIn(tx, roomId, this.userId);
-    const localpart = this.userId.slice(1, this.userId.indexOf(':')).toLowerCase();
-    let notifications = 0;
-    let highlights = 0;
-    let cursor = this.pos;
-    let scanned = 0;
-    const batch = 50;
-    scan: while (scanned < UNREAD_SCAN_LIMIT && cursor > readPos) {
-      const rows = await timelineRange(tx, roomId, { from: readPos, to: cursor, reverse: true, limit: batch });
-      if (rows.length === 0) break;
-      const recs = await getEvents(tx, rows.map(([, id]) => id));
-      for (const rec of recs) {
-        if (!rec || rec.rejected !== undefined || rec.softFailed || rec.redactedBy) continue;
-        const json = rec.json;
-        if (json.sender === this.userId) break scan; // the user's own event: read up to here
-        const n = notifies(json, this.userId);
-        if (n === 'none') continue;
-        notifications++;
-        if (n === 'highlight' || mentions(json, this.userId, localpart)) highlights++;
-      }
-      scanned += rows.length;
-      if (rows.length < batch) break;
-      cursor = rows[rows.length - 1][0] - 1;
-    }
-    return { notification_count: notifications, highlight_count: highlights };
   }
 
   /**
@@ -1002,38 +990,3 @@ class SyncBuilder {
     });
   }
 }
-
-/** Whether an event notifies under the default push rules (approximated; see the module comment). */
-function notifies(json: JsonObject, userId: string): 'none' | 'notify' | 'highlight' {
-  const type = json.type;
-  const content = contentOf(json);
-  const rel = isJsonObject(content['m.relates_to']) ? content['m.relates_to'] : undefined;
-  switch (type) {
-    case 'm.room.message':
-      if (content.msgtype === 'm.notice' || rel?.rel_type === 'm.replace') return 'none';
-      return 'notify';
-    case 'm.room.encrypted':
-    case 'm.call.invite':
-    case 'm.poll.start':
-    case 'org.matrix.msc3381.poll.start':
-      return 'notify';
-    case 'm.room.tombstone':
-      return json.state_key === '' ? 'highlight' : 'none';
-    case 'm.room.member':
-      return json.state_key === userId && content.membership === 'invite' ? 'notify' : 'none';
-    default:
-      return 'none';
-  }
-}
-
-/** Whether a message mentions the user: m.mentions when present, else the user ID or localpart in the body. */
-function mentions(json: JsonObject, userId: string, localpart: string): boolean {
-  const content = contentOf(json);
-  const m = content['m.mentions'];
-  if (isJsonObject(m)) return Array.isArray(m.user_ids) && m.user_ids.includes(userId);
-  const body = typeof content.body === 'string' ? content.body.toLowerCase() : '';
-  if (body === '') return false;
-  if (body.includes(userId.toLowerCase())) return true;
-  return localpart !== '' && new RegExp(`(^|\\W)${localpart.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\W|$)`).test(body);
-}
-

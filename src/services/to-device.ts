@@ -69,6 +69,12 @@ export async function hasAckedToDeviceIn(tx: ReadTx, userId: string, deviceId: s
 }
 
 export class ToDeviceService {
+  /**
+   * Messages for users of other servers, by user (set by federation, src/federation/edus.ts). `messageId` is the
+   * same for a retried request, so the receiving server can drop duplicates.
+   */
+  remoteSend?: (sender: string, eventType: string, messageId: string, messages: Record<string, JsonObject>) => void;
+
   constructor(private readonly ctx: ServiceContext) {}
 
   /** PUT /sendToDevice/{eventType}/{txnId}. */
@@ -82,11 +88,13 @@ export class ToDeviceService {
     // Resolve recipients before the write: validation first, then one transaction for the whole send.
     const targets: Array<{ userId: string; deviceId: string; content: JsonObject }> = [];
     const wildcard: Array<{ userId: string; content: JsonObject }> = [];
+    const remote: Record<string, JsonObject> = {};
     for (const [userId, byDevice] of Object.entries(messages)) {
       if (!isValidUserId(userId)) throw invalidParam(`messages[${JSON.stringify(userId)}]`, 'is not a valid user ID');
       if (!isJsonObject(byDevice)) throw invalidParam(`messages[${JSON.stringify(userId)}]`, 'must be an object');
       if (!userId.endsWith(':' + this.ctx.serverName)) {
-        this.ctx.logger.debug('to-device message for a remote user dropped (no federation yet)', { userId });
+        if (this.remoteSend) remote[userId] = byDevice;
+        else this.ctx.logger.debug('to-device message for a remote user dropped (no federation)', { userId });
         continue;
       }
       for (const [deviceId, content] of Object.entries(byDevice)) {
@@ -96,6 +104,7 @@ export class ToDeviceService {
       }
     }
     const txnKey = [sender, senderDevice ?? '', txnId];
+    if (Object.keys(remote).length > 0) this.remoteSend?.(sender, eventType, `${senderDevice ?? ''}/${txnId}`, remote);
     const now = this.ctx.clock.now();
     const last = await this.ctx.kv.write(async (tx) => {
       if (await tx.get(STORES.toDeviceTxns, txnKey)) return undefined;

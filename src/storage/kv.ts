@@ -91,6 +91,14 @@ export interface Kv {
   read<T>(fn: (tx: ReadTx) => Promise<T>): Promise<T>;
   /** Runs `fn` in a serialised read-write transaction; resolves once the writes are durable. */
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
+  /**
+   * Optional (LevelDB's group commit): runs `fn` as `write` does, but resolves as soon as the transaction is ordered —
+   * every later write transaction sees its writes — and `durable` resolves once they are on disk (`read()`s see them
+   * from then on). If `durable` rejects, nothing of it was written and the write transactions ordered after it fail
+   * too. Tell nobody outside the process about the writes before `durable` resolves. Lets a caller that serialises
+   * its own work (a room's event pipeline) start the next transaction while the disk syncs the previous one.
+   */
+  writeOrdered?<T>(fn: (tx: WriteTx) => Promise<T>): Promise<{ result: T; durable: Promise<void> }>;
   /** Waits for writes in progress, then closes. Later calls reject with {@link StorageClosedError}. */
   close(): Promise<void>;
 }

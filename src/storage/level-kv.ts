@@ -18,6 +18,14 @@
  *   join: a sync costs about the same for one transaction as for fifty). Each `write()` resolves only after the batch holding its writes has landed, so
  *   "resolved" still means "durable", and `read()`s see only landed data. If a batch fails, its transactions,
  *   everything queued after it and the transaction running at the time (which may have read the lost data) reject.
+ * - `writeOrdered(fn)` is `write` without the wait: it resolves once the transaction is queued (later writers see
+ *   it) and hands back the `durable` promise, so a caller with its own ordering can prepare the next transaction
+ *   while this one's batch syncs.
+ *
+ * Row cache: rows of landed batches (and rows write transactions read) stay in a small bounded cache, tagged with the
+ * commit that wrote them. A hot key — the stream position, a room record, the event just sent that /sync now
+ * reads — then needs no LevelDB round trip (each is a hop to libuv's thread pool and back). A snapshot read uses an
+ * entry only when it is at least as old as the snapshot, so it never sees a newer value than LevelDB would give it.
  */
 import { ClassicLevel } from 'classic-level';
 import {
@@ -25,6 +33,7 @@ import {
   StorageClosedError,
   StorageError,
   declaredStores,
+  keyId,
 } from './kv.js';
 import type { Entry, Key, KeyPart, Kv, KvInit, NormalRange, ReadTx, StoredValue, WriteTx } from './kv.js';
 import { Mutex, Overlay, OverlayView, ReadTxImpl, WriteTxImpl } from './overlay.js';
@@ -120,9 +129,63 @@ function mapError(err: unknown): unknown {
 
 interface Queued {
   ops: BatchOp[];
+  /** Row-cache IDs and encoded values (undefined: deleted) of `ops`, cached once the batch has landed. */
+  rows: Array<[id: string, value: Uint8Array | undefined]>;
   seq: number;
   resolve: () => void;
   reject: (err: unknown) => void;
+}
+
+/** How much the row cache keeps (encoded bytes, and rows). */
+const ROW_CACHE_BYTES = 4 * 1024 * 1024;
+const ROW_CACHE_ROWS = 8192;
+
+/** A cached row: its encoded value (undefined: absent) and the commit that wrote it (or the latest before a read). */
+interface CachedRow {
+  value: Uint8Array | undefined;
+  seq: number;
+}
+
+/** Recently landed or read rows, oldest first (Map insertion order), within a byte and a row budget. */
+class RowCache {
+  private readonly rows = new Map<string, CachedRow>();
+  private bytes = 0;
+
+  /** The row if cached and written at or before `maxSeq`. */
+  get(id: string, maxSeq: number): CachedRow | undefined {
+    const row = this.rows.get(id);
+    return row !== undefined && row.seq <= maxSeq ? row : undefined;
+  }
+
+  set(id: string, value: Uint8Array | undefined, seq: number): void {
+    const old = this.rows.get(id);
+    if (old !== undefined) {
+      if (old.seq > seq) return; // a newer commit's value is already here
+      this.bytes -= rowCost(id, old.value);
+      this.rows.delete(id);
+    }
+    this.rows.set(id, { value, seq });
+    this.bytes += rowCost(id, value);
+    while (this.bytes > ROW_CACHE_BYTES || this.rows.size > ROW_CACHE_ROWS) {
+      const [firstId, first] = this.rows.entries().next().value!;
+      this.rows.delete(firstId);
+      this.bytes -= rowCost(firstId, first.value);
+    }
+  }
+
+  clear(): void {
+    this.rows.clear();
+    this.bytes = 0;
+  }
+}
+
+function rowCost(id: string, value: Uint8Array | undefined): number {
+  return 64 + id.length * 2 + (value?.byteLength ?? 0);
+}
+
+/** A row's cache ID: its store and key, unambiguous (a key is a JSON array). */
+function rowId(store: string, key: Key): string {
+  return `${store}\u0000${keyId(key)}`;
 }
 
 export class LevelKv implements Kv {
@@ -139,6 +202,9 @@ export class LevelKv implements Kv {
   private flushActive = false;
   private flushed: Promise<void> = Promise.resolve();
   private seq = 0;
+  /** The last commit whose batch has landed (its rows are in LevelDB and in the row cache). */
+  private landedSeq = 0;
+  private readonly cache = new RowCache();
   /** Bumped when a batch fails, to reject the transaction that was running on top of the lost writes. */
   private epoch = 0;
   private closing = false;
@@ -152,7 +218,7 @@ export class LevelKv implements Kv {
     this.stores = stores;
     this.storeSet = new Set(stores);
     for (const s of stores) this.prefixes.set(s, encodeKey([s]));
-    this.pendingView = new OverlayView(new LevelSource(this, undefined), this.pending);
+    this.pendingView = new OverlayView(new LevelSource(this, undefined, Infinity), this.pending);
   }
 
   /** @internal */
@@ -168,6 +234,24 @@ export class LevelKv implements Kv {
   /** @internal decodes a row key back to the contract's key (without the store). */
   userKey(store: string, row: Uint8Array): KeyPart[] {
     return decodeKey(row, this.prefixes.get(store)!.length);
+  }
+
+  /** @internal a cached row written at or before commit `maxSeq`. */
+  cachedRow(id: string, maxSeq: number): CachedRow | undefined {
+    return this.cache.get(id, maxSeq);
+  }
+
+  /**
+   * @internal caches a row a write transaction read from LevelDB: with no write of it pending (the overlay answered
+   * otherwise), it is the latest landed value, so it holds for snapshots from commit `seq` (the last landed) on.
+   */
+  rememberRead(id: string, value: Uint8Array | undefined, seq: number): void {
+    this.cache.set(id, value, seq);
+  }
+
+  /** @internal the last landed commit. */
+  get landed(): number {
+    return this.landedSeq;
   }
 
   /** @internal LevelDB iterator bounds for a store and range. */
@@ -194,10 +278,12 @@ export class LevelKv implements Kv {
     } catch (err) {
       throw mapError(err);
     }
+    // Taken with the snapshot: cached rows written after it must not answer this transaction.
+    const seenSeq = this.landedSeq;
     const state: TxState = { active: true };
     const work = (async () => {
       try {
-        return await fn(new ReadTxImpl(new LevelSource(this, snapshot), this.storeSet, state));
+        return await fn(new ReadTxImpl(new LevelSource(this, snapshot, seenSeq), this.storeSet, state));
       } finally {
         state.active = false;
         await snapshot.close().catch(() => undefined);
@@ -212,6 +298,12 @@ export class LevelKv implements Kv {
   }
 
   async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    const { result, durable } = await this.writeOrdered(fn);
+    await durable;
+    return result;
+  }
+
+  async writeOrdered<T>(fn: (tx: WriteTx) => Promise<T>): Promise<{ result: T; durable: Promise<void> }> {
     this.ensureOpen();
     const release = await this.mutex.lock();
     let landed: Promise<void>;
@@ -229,28 +321,31 @@ export class LevelKv implements Kv {
         throw new StorageError('an earlier write failed while this transaction ran on top of it; nothing was written');
       }
       landed = this.enqueue(overlay);
+      // Without group commit a transaction is ordered only once it has landed.
       if (!this.groupCommit) await landed;
     } finally {
       release();
     }
-    await landed;
-    return result;
+    return { result, durable: landed };
   }
 
   /** Moves a finished transaction's writes into `pending` and the commit queue; resolves once they are on disk. */
   private enqueue(overlay: Overlay): Promise<void> {
     const seq = ++this.seq;
     const ops: BatchOp[] = [];
+    const rows: Queued['rows'] = [];
     for (const [store, so] of overlay.stores) {
       for (const e of so.entries.values()) {
         const key = this.rowKey(store, e.key);
-        if (e.value === undefined) ops.push({ type: 'del', key });
-        else ops.push({ type: 'put', key, value: encodeValue(e.value, e.nestedBytes) });
+        const value = e.value === undefined ? undefined : encodeValue(e.value, e.nestedBytes);
+        if (value === undefined) ops.push({ type: 'del', key });
+        else ops.push({ type: 'put', key, value });
+        rows.push([rowId(store, e.key), value]);
         this.pending.set(store, { ...e, seq });
       }
     }
     // A write() that wrote nothing still waits for the batches before it: it may have read their data.
-    const landed = new Promise<void>((resolve, reject) => this.queue.push({ ops, seq, resolve, reject }));
+    const landed = new Promise<void>((resolve, reject) => this.queue.push({ ops, rows, seq, resolve, reject }));
     if (!this.flushActive) {
       this.flushActive = true;
       this.flushed = this.flushLoop();
@@ -267,7 +362,7 @@ export class LevelKv implements Kv {
         const group = this.queue.splice(0);
         const ops = group.length === 1 ? group[0].ops : group.flatMap((g) => g.ops);
         try {
-          if (ops.length > 0) await this.db.batch(ops, { sync: true });
+          if (ops.length > 0) await this.writeBatch(ops);
         } catch (err) {
           const failure = mapError(err);
           this.epoch++;
@@ -276,12 +371,27 @@ export class LevelKv implements Kv {
           for (const g of [...group, ...rest]) g.reject(failure);
           continue;
         }
-        this.pending.removeUpTo(group[group.length - 1].seq);
+        for (const g of group) for (const [id, value] of g.rows) this.cache.set(id, value, g.seq);
+        this.landedSeq = group[group.length - 1].seq;
+        this.pending.removeUpTo(this.landedSeq);
         for (const g of group) g.resolve();
       }
     } finally {
       this.flushActive = false;
     }
+  }
+
+  /**
+   * @internal Writes one synced batch (tests replace this to delay or fail batches). A chained batch: abstract-level's
+   * array form copies and checks every operation first, which costs about twice as much per commit.
+   */
+  async writeBatch(ops: readonly BatchOp[]): Promise<void> {
+    const batch = this.db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+    await batch.write({ sync: true });
   }
 
   /** Waits for queued writes and running reads, then closes LevelDB. */
@@ -292,6 +402,7 @@ export class LevelKv implements Kv {
     try {
       while (this.flushActive) await this.flushed;
       await Promise.allSettled([...this.reads]);
+      this.cache.clear();
       await this.db.close();
     } finally {
       release();
@@ -303,6 +414,8 @@ class LevelSource implements ReadSource {
   constructor(
     private readonly kv: LevelKv,
     private readonly snapshot: Snapshot | undefined,
+    /** Cached rows written after this commit are too new for this source (its snapshot predates them). */
+    private readonly maxSeq: number,
   ) {}
 
   private get opts(): { snapshot?: Snapshot } {
@@ -310,8 +423,14 @@ class LevelSource implements ReadSource {
   }
 
   async get(store: string, key: Key): Promise<StoredValue | undefined> {
+    const id = rowId(store, key);
+    const hit = this.kv.cachedRow(id, this.maxSeq);
+    if (hit) return hit.value === undefined ? undefined : decodeValue(hit.value);
+    // Only a write transaction's read (no snapshot: the latest landed value) may fill the cache.
+    const fillSeq = this.snapshot ? undefined : this.kv.landed;
     try {
       const v = await this.kv.database.get(this.kv.rowKey(store, key), this.opts);
+      if (fillSeq !== undefined) this.kv.rememberRead(id, v, fillSeq);
       return v === undefined ? undefined : decodeValue(v);
     } catch (err) {
       throw mapError(err);
@@ -319,12 +438,30 @@ class LevelSource implements ReadSource {
   }
 
   async getMany(store: string, keys: readonly Key[]): Promise<Array<StoredValue | undefined>> {
+    const out = new Array<StoredValue | undefined>(keys.length);
+    const missIdx: number[] = [];
+    const missIds: string[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const id = rowId(store, keys[i]);
+      const hit = this.kv.cachedRow(id, this.maxSeq);
+      if (hit) out[i] = hit.value === undefined ? undefined : decodeValue(hit.value);
+      else {
+        missIdx.push(i);
+        missIds.push(id);
+      }
+    }
+    if (missIdx.length === 0) return out;
+    const fillSeq = this.snapshot ? undefined : this.kv.landed;
     try {
       const vs = await this.kv.database.getMany(
-        keys.map((k) => this.kv.rowKey(store, k)),
+        missIdx.map((i) => this.kv.rowKey(store, keys[i])),
         this.opts,
       );
-      return vs.map((v) => (v === undefined ? undefined : decodeValue(v)));
+      vs.forEach((v, j) => {
+        if (fillSeq !== undefined) this.kv.rememberRead(missIds[j], v, fillSeq);
+        out[missIdx[j]] = v === undefined ? undefined : decodeValue(v);
+      });
+      return out;
     } catch (err) {
       throw mapError(err);
     }

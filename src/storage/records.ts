@@ -20,6 +20,11 @@ export interface EventRecord {
   rejected?: string;
   /** Passed auth against its auth events but not against current state: stored, not shown, not in state. */
   softFailed?: boolean;
+  /**
+   * Received over federation for its own sake (an auth or state event of a remote room), not as part of the room
+   * graph we follow: its state groups mean nothing (src/federation/ingest.ts).
+   */
+  outlier?: boolean;
   /** The redaction event that redacted this one, if any (the JSON above stays unredacted; apply on read). */
   redactedBy?: string;
   /** txn ID and device of the local sender, for `unsigned.transaction_id` in the sender's own sync. */

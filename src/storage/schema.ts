@@ -8,6 +8,8 @@
  * same write transaction that stores it, and a sync token is that position. "What changed since token N" is the
  * `stream` range (N, now].
  */
+import type { Migration } from './migrations.js';
+
 export const STORES = {
   /** ['identity'] → { seed: Uint8Array } — the server's ed25519 seed (its name is its public key);
    *  ['streamPos'] → number — last allocated stream position; ['nextId', kind] → number. */
@@ -64,6 +66,35 @@ export const STORES = {
   toDeviceTxns: 'to_device_txns',
   /** [userId] → { presence, statusMsg?, lastActiveTs, pos } */
   presence: 'presence',
+  /** [userId] → PushRulesRecord (push-rules.ts) — the user's own push rules and changes to the default ones */
+  pushRules: 'push_rules',
+  /** [userId, deviceId] → DeviceKeysRecord { json } — a device's identity keys as uploaded (services/keys.ts) */
+  e2eDeviceKeys: 'e2e_device_keys',
+  /** [userId, deviceId, algorithm, uploadSeq, keyId] → key JSON — unclaimed one-time keys, in upload order */
+  e2eOneTimeKeys: 'e2e_one_time_keys',
+  /** [userId, deviceId] → OtkStateRecord { counts, nextSeq, fallback } — one-time key counts and fallback keys */
+  e2eOtkState: 'e2e_otk_state',
+  /** [userId, usage ('master' | 'self_signing' | 'user_signing')] → CrossSigningKeyRecord { json, publicKey } */
+  e2eCrossSigningKeys: 'e2e_cross_signing_keys',
+  /** [signerUserId, targetUserId, targetPublicKey] → { [signerKeyId]: signature } — signatures of other users'
+   *  master keys, visible only to the signer */
+  e2eUserSignatures: 'e2e_user_signatures',
+  /** [userId, version] → BackupVersionRecord { algorithm, authData, etag, count, deleted? } — key backups */
+  roomKeyBackups: 'room_key_backups',
+  /** [userId, version, roomId, sessionId] → KeyBackupData (the wire JSON) */
+  roomKeyBackupKeys: 'room_key_backup_keys',
+  /** [serverName] → KnownPeerRecord { addrs, lastSeenTs } — libp2p addresses of Hearth peers we have met
+   *  (src/net/peer-book.ts), so a restarted peer can dial them again */
+  knownPeers: 'known_peers',
+  /** [destination, seq] → OutboxItem { eventId } | { edu } — federation items a server did not take yet, sent when
+   *  it is back (src/federation/sender.ts); ['nextId', 'outbox'] in `server` numbers them */
+  federationOutbox: 'federation_outbox',
 } as const;
 
 export const HOMESERVER_STORES: readonly string[] = Object.values(STORES);
+
+/**
+ * The homeserver's schema migrations (migrations.ts): append-only, index = schema version. Every host runs them
+ * once after opening its storage (the service worker on each start; a no-op when up to date).
+ */
+export const HOMESERVER_MIGRATIONS: readonly Migration[] = [];

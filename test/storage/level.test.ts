@@ -87,10 +87,10 @@ describe('level specifics', () => {
   it('a failed batch rejects its transactions and the ones that built on them, and nothing of theirs is visible', async () => {
     await withLevel(async (kv) => {
       await kv.write((tx) => tx.put('events', ['base'], 0));
-      const db = kv.database as unknown as { batch: (...args: unknown[]) => Promise<void> };
-      const original = db.batch.bind(db);
+      const db = kv as unknown as { writeBatch: (...args: unknown[]) => Promise<void> };
+      const original = db.writeBatch.bind(db);
       let fail = true;
-      db.batch = async (...args: unknown[]) => {
+      db.writeBatch = async (...args: unknown[]) => {
         // Let the first failing batch take a moment so that later transactions run on top of its writes.
         if (fail) {
           fail = false;

@@ -17,6 +17,11 @@ import { queryEnum } from '../request.js';
 
 const MEMBERSHIPS = ['join', 'invite', 'knock', 'leave', 'ban'] as const;
 
+/** Servers to join or knock through: the `via` parameters and the older `server_name` ones (joining.yaml). */
+function viaServers(query: URLSearchParams): string[] {
+  return [...query.getAll('via'), ...query.getAll('server_name')].filter((s) => s !== '');
+}
+
 function roomIdParam(roomId: string): string {
   if (!isValidRoomId(roomId)) throw invalidParam('roomId', 'is not a valid room ID');
   return roomId;
@@ -131,13 +136,15 @@ export function roomEndpoints(s: Services): AnyEndpoint[] {
       operationId: 'getJoinedRooms',
       handler: async ({ principal }) => ({ joined_rooms: await rooms.joinedRooms(principal) }),
     }),
-    /** POST /_matrix/client/v3/join/{roomIdOrAlias} (`via`/`server_name` wait for federation) */
+    /** POST /_matrix/client/v3/join/{roomIdOrAlias} */
     defineEndpoint({
       method: 'POST',
       path: '/_matrix/client/v3/join/{roomIdOrAlias}',
       auth: 'accessToken',
       operationId: 'joinRoom',
-      handler: async ({ principal, params, body }) => ({ room_id: await m.join(principal, params.roomIdOrAlias, body) }),
+      handler: async ({ principal, params, body, query }) => ({
+        room_id: await m.join(principal, params.roomIdOrAlias, body, viaServers(query)),
+      }),
     }),
     /** POST /_matrix/client/v3/rooms/{roomId}/join */
     defineEndpoint({
@@ -155,7 +162,9 @@ export function roomEndpoints(s: Services): AnyEndpoint[] {
       path: '/_matrix/client/v3/knock/{roomIdOrAlias}',
       auth: 'accessToken',
       operationId: 'knockRoom',
-      handler: async ({ principal, params, body }) => ({ room_id: await m.knock(principal, params.roomIdOrAlias, body) }),
+      handler: async ({ principal, params, body, query }) => ({
+        room_id: await m.knock(principal, params.roomIdOrAlias, body, viaServers(query)),
+      }),
     }),
     /** POST /_matrix/client/v3/rooms/{roomId}/invite */
     defineEndpoint({

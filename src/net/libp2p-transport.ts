@@ -1,0 +1,479 @@
+/**
+ * The federation transport over libp2p (the FederationTransport contract of src/federation/transport.ts), for any
+ * libp2p node that has gossipsub as its `pubsub` service: the Node peer (src/node/p2p.ts) and, later, the browser's
+ * leader tab. Platform-neutral: nothing here imports Node built-ins or the DOM.
+ *
+ * - Requests: protocol `/hearth/federation/1`, one long-lived stream per peer carrying requests in both directions
+ *   (rpc-channel.ts, framing.ts). The caller's server name is taken from the Noise-authenticated connection
+ *   (`connection.remotePeer`), never from a frame.
+ * - Gossip: gossipsub topic `/hearth/room/<roomId>` per room, JSON messages, strict signing, so the `from` passed to
+ *   `handleGossip` is the authenticated publisher.
+ * - Known peers: addresses learnt through identify go to the peer book (persisted), and are used to dial a server
+ *   the node has no address for in its own (in-memory) peer store.
+ */
+import type { GossipSub, Message, TopicValidatorFn } from '@libp2p/gossipsub';
+import { TopicValidatorResult } from '@libp2p/gossipsub';
+import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import { multiaddr } from '@multiformats/multiaddr';
+import type { JsonObject } from '../core/json.js';
+import { isJsonObject } from '../core/json.js';
+import type {
+  FederationInbound,
+  FederationRequest,
+  FederationResponse,
+  FederationTransport,
+  RequestOptions,
+} from '../federation/transport.js';
+import { UnreachableError } from '../federation/transport.js';
+import type { Logger } from '../services/context.js';
+import { silentLogger } from '../services/context.js';
+import type { PeerBook } from './peer-book.js';
+import { peerIdToServerName, serverNameToPeerId } from './peer-id.js';
+import { RpcChannel } from './rpc-channel.js';
+
+export const FEDERATION_PROTOCOL = '/hearth/federation/1';
+export const ROOM_TOPIC_PREFIX = '/hearth/room/';
+
+/** The gossipsub topic of a room. */
+export function roomTopic(roomId: string): string {
+  return ROOM_TOPIC_PREFIX + roomId;
+}
+
+/** Services the transport needs on the libp2p node. */
+export type HearthServices = {
+  pubsub: GossipSub;
+};
+export type HearthLibp2p = Libp2p<HearthServices>;
+
+/** Answers every request with 404 M_UNRECOGNIZED and drops gossip: what a peer without federation semantics says. */
+export const unrecognizedInbound: FederationInbound = {
+  handleRequest: async () => ({ status: 404, body: { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' } }),
+  handleGossip: async () => {},
+};
+
+export interface Libp2pTransportInit {
+  /** Where inbound requests and gossip go (default: `unrecognizedInbound`; see `setInbound`). */
+  inbound?: FederationInbound;
+  /** Remembers the addresses of peers we meet and supplies them for dialling. */
+  peerBook?: PeerBook;
+  logger?: Logger;
+  /** Largest request/response frame, in bytes of JSON (default 32 MiB: a send_join answer for a big room is large). */
+  maxFrameBytes?: number;
+  /** Largest gossip message (default 4 MiB: a full transaction of 50 PDUs and 100 EDUs fits). */
+  maxGossipBytes?: number;
+  /** Default request timeout, including a dial when needed (default 15 s). */
+  requestTimeoutMs?: number;
+  /** Inbound requests per stream handled at once (default 256). */
+  maxConcurrentInbound?: number;
+}
+
+/** One libp2p connection, as the status display and the admin endpoint show it. */
+export interface ConnectionStatus {
+  peerId: string;
+  /** Undefined for peers that are not Hearth servers (e.g. a plain relay). */
+  serverName?: string;
+  remoteAddr: string;
+  direction: 'inbound' | 'outbound';
+  /** tcp, websockets, webrtc, or relayed (through a circuit relay). */
+  transport: string;
+  /** Relayed connections with data/time limits. */
+  limited: boolean;
+  rttMs?: number;
+}
+
+export interface NetworkStatus {
+  peerId: string;
+  multiaddrs: string[];
+  connections: ConnectionStatus[];
+  /** Room gossip topics this node is subscribed to. */
+  topics: string[];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function transportOf(addr: string): string {
+  if (addr.includes('/p2p-circuit')) return 'relayed';
+  if (addr.includes('/webrtc')) return 'webrtc';
+  if (addr.includes('/ws') || addr.includes('/wss')) return 'websockets';
+  if (addr.includes('/tcp/')) return 'tcp';
+  return 'other';
+}
+
+/** The promise, or a rejection when `ms` pass or `signal` aborts first. */
+function withDeadline<T>(p: Promise<T>, destination: string, ms: number, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      reject(new UnreachableError(destination, `not reachable within ${ms} ms`));
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+export class Libp2pTransport implements FederationTransport {
+  readonly node: HearthLibp2p;
+  /** This server's name (the node's peer ID as a Hearth name). */
+  readonly serverName: string;
+  private inbound: FederationInbound;
+  private readonly peerBook: PeerBook | undefined;
+  private readonly logger: Logger;
+  private readonly maxFrameBytes: number;
+  private readonly maxGossipBytes: number;
+  private readonly requestTimeoutMs: number;
+  private readonly maxConcurrentInbound: number;
+  /** The stream used for our requests to each server. Inbound-opened streams are adopted too. */
+  private readonly channels = new Map<string, RpcChannel>();
+  private readonly allChannels = new Set<RpcChannel>();
+  private readonly opening = new Map<string, Promise<RpcChannel>>();
+  /** Hearth servers with a live connection (identified as speaking our protocol). */
+  private readonly hearthPeers = new Set<string>();
+  private readonly rooms = new Set<string>();
+  /** Parsed by the topic validator, handed to the message listener (same message object). */
+  private readonly parsedGossip = new WeakMap<Message, JsonObject>();
+  private running = false;
+
+  constructor(node: HearthLibp2p, init: Libp2pTransportInit = {}) {
+    this.node = node;
+    const name = peerIdToServerName(node.peerId);
+    if (name === undefined) throw new TypeError('the libp2p node must have an Ed25519 key (a Hearth server identity)');
+    this.serverName = name;
+    this.inbound = init.inbound ?? unrecognizedInbound;
+    this.peerBook = init.peerBook;
+    this.logger = init.logger ?? silentLogger;
+    this.maxFrameBytes = init.maxFrameBytes ?? 32 * 1024 * 1024;
+    this.maxGossipBytes = init.maxGossipBytes ?? 4 * 1024 * 1024;
+    this.requestTimeoutMs = init.requestTimeoutMs ?? 15_000;
+    this.maxConcurrentInbound = init.maxConcurrentInbound ?? 256;
+  }
+
+  /** Replaces the receiver of inbound requests and gossip (the homeserver may be built after the network). */
+  setInbound(inbound: FederationInbound): void {
+    this.inbound = inbound;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    await this.node.handle(FEDERATION_PROTOCOL, (stream, connection) => this.acceptStream(stream, connection), {
+      // Browsers reach each other and Node peers through relays before (or instead of) a direct link.
+      runOnLimitedConnection: true,
+      maxInboundStreams: 8,
+      maxOutboundStreams: 8,
+    });
+    this.node.addEventListener('peer:identify', this.onIdentify);
+    this.node.addEventListener('peer:disconnect', this.onDisconnect);
+    this.node.addEventListener('start', this.onNodeStart);
+    this.node.services.pubsub.addEventListener('message', this.onGossip);
+    if (this.node.status === 'started') this.onNodeStart();
+    // Seed the node's peer store with what we remember, so dials by peer ID find addresses.
+    if (this.peerBook) {
+      for (const [name, rec] of this.peerBook.all()) await this.addAddresses(name, rec.addrs);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.node.removeEventListener('peer:identify', this.onIdentify);
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect);
+    this.node.removeEventListener('start', this.onNodeStart);
+    this.node.services.pubsub.removeEventListener('message', this.onGossip);
+    await this.node.unhandle(FEDERATION_PROTOCOL).catch(() => {});
+    for (const ch of [...this.allChannels]) ch.abort('network stopping');
+    this.channels.clear();
+    await this.peerBook?.flush();
+  }
+
+  // ---- requests
+
+  async request(destination: string, req: FederationRequest, opts: RequestOptions = {}): Promise<FederationResponse> {
+    opts.signal?.throwIfAborted();
+    const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
+    let channel = this.channels.get(destination);
+    if (channel === undefined || !channel.isOpen) {
+      const started = Date.now();
+      channel = await withDeadline(this.channelTo(destination), destination, timeoutMs, opts.signal);
+      return channel.request(req, Math.max(1, timeoutMs - (Date.now() - started)), opts.signal);
+    }
+    return channel.request(req, timeoutMs, opts.signal);
+  }
+
+  /**
+   * Makes sure there is a connection and a federation stream to `serverName` (dialling it if needed), so the
+   * next request goes out at once. Rejects with UnreachableError.
+   */
+  async connect(serverName: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const channel = this.channels.get(serverName);
+    if (channel?.isOpen) return;
+    await withDeadline(this.channelTo(serverName), serverName, opts.timeoutMs ?? this.requestTimeoutMs, opts.signal);
+  }
+
+  /** The open channel to `destination`, opening one (one attempt at a time per destination). */
+  private channelTo(destination: string): Promise<RpcChannel> {
+    const existing = this.channels.get(destination);
+    if (existing?.isOpen) return Promise.resolve(existing);
+    let p = this.opening.get(destination);
+    if (p === undefined) {
+      p = this.openChannel(destination).finally(() => this.opening.delete(destination));
+      this.opening.set(destination, p);
+    }
+    return p;
+  }
+
+  private async openChannel(destination: string): Promise<RpcChannel> {
+    if (!this.running) throw new UnreachableError(destination, 'the network is stopped');
+    if (destination === this.serverName) throw new UnreachableError(destination, 'that is this server');
+    const peerId = serverNameToPeerId(destination);
+    if (peerId === undefined) throw new UnreachableError(destination, 'not a Hearth server name');
+    // Give up on a dial that hangs even if no caller is waiting any more.
+    const signal = AbortSignal.timeout(Math.max(this.requestTimeoutMs, 30_000));
+    let connection = this.bestConnection(peerId);
+    if (connection === undefined) {
+      if (!(await this.hasAddresses(peerId, destination))) throw new UnreachableError(destination, 'no known address for this server');
+      try {
+        connection = await this.node.dial(peerId, { signal });
+      } catch (e) {
+        throw new UnreachableError(destination, `dial failed: ${(e as Error).message}`);
+      }
+    }
+    let stream: Stream;
+    try {
+      stream = await connection.newStream(FEDERATION_PROTOCOL, { signal, runOnLimitedConnection: true });
+    } catch (e) {
+      throw new UnreachableError(destination, `could not open a federation stream: ${(e as Error).message}`);
+    }
+    const channel = this.makeChannel(stream, destination);
+    this.markConnected(destination);
+    return channel;
+  }
+
+  /** An open connection to the peer, preferring direct (unlimited) ones over relayed ones. */
+  private bestConnection(peerId: PeerId): Connection | undefined {
+    const open = this.node.getConnections(peerId).filter((c) => c.status === 'open');
+    return open.find((c) => c.limits === undefined) ?? open[0];
+  }
+
+  /** Whether the node knows an address for the peer, taking it from the peer book when its peer store has none. */
+  private async hasAddresses(peerId: PeerId, serverName: string): Promise<boolean> {
+    try {
+      const peer = await this.node.peerStore.get(peerId);
+      if (peer.addresses.length > 0) return true;
+    } catch {
+      // not in the peer store
+    }
+    const rec = this.peerBook?.get(serverName);
+    if (rec === undefined || rec.addrs.length === 0) return false;
+    return this.addAddresses(serverName, rec.addrs);
+  }
+
+  private async addAddresses(serverName: string, addrs: readonly string[]): Promise<boolean> {
+    const peerId = serverNameToPeerId(serverName);
+    if (peerId === undefined || serverName === this.serverName) return false;
+    const multiaddrs = [];
+    for (const a of addrs) {
+      try {
+        multiaddrs.push(multiaddr(a));
+      } catch {
+        // a stored address this build cannot parse: skip it
+      }
+    }
+    if (multiaddrs.length === 0) return false;
+    try {
+      await this.node.peerStore.merge(peerId, { multiaddrs });
+      return true;
+    } catch (e) {
+      this.logger.debug(`could not add addresses of ${serverName}`, e);
+      return false;
+    }
+  }
+
+  private acceptStream(stream: Stream, connection: Connection): void {
+    const remote = peerIdToServerName(connection.remotePeer);
+    if (remote === undefined || !this.running) {
+      stream.abort(new Error('not a Hearth server'));
+      return;
+    }
+    this.makeChannel(stream, remote);
+    this.markConnected(remote);
+  }
+
+  private makeChannel(stream: Stream, remote: string): RpcChannel {
+    const channel = new RpcChannel(stream, {
+      remote,
+      // `remote` comes from the connection: whatever the frames say, this is who is asking.
+      handler: (req) => this.inbound.handleRequest(remote, req),
+      maxFrameBytes: this.maxFrameBytes,
+      maxConcurrentInbound: this.maxConcurrentInbound,
+      logger: this.logger,
+      onClose: (ch) => {
+        this.allChannels.delete(ch);
+        if (this.channels.get(remote) === ch) {
+          this.channels.delete(remote);
+          // Another live stream to the same peer (both sides dialled at once) takes over.
+          for (const other of this.allChannels) {
+            if (other.remote === remote && other.isOpen) {
+              this.channels.set(remote, other);
+              break;
+            }
+          }
+        }
+      },
+    });
+    if (channel.isOpen) {
+      this.allChannels.add(channel);
+      const current = this.channels.get(remote);
+      if (current === undefined || !current.isOpen) this.channels.set(remote, channel);
+    }
+    return channel;
+  }
+
+  // ---- peers
+
+  private markConnected(serverName: string): void {
+    if (this.hearthPeers.has(serverName)) return;
+    this.hearthPeers.add(serverName);
+    try {
+      this.inbound.peerConnected?.(serverName);
+    } catch (e) {
+      this.logger.error('peerConnected failed', e);
+    }
+  }
+
+  private readonly onIdentify = (ev: CustomEvent<IdentifyResult>): void => {
+    const { peerId, listenAddrs, protocols, connection } = ev.detail;
+    if (!protocols.includes(FEDERATION_PROTOCOL)) return;
+    const name = peerIdToServerName(peerId);
+    if (name === undefined || connection.status !== 'open') return;
+    const suffix = `/p2p/${peerId.toString()}`;
+    const strip = (a: string) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a);
+    const addrs = listenAddrs.map((a) => strip(a.toString()));
+    // The address we dialled is known to work: keep it first.
+    if (connection.direction === 'outbound' && connection.limits === undefined) addrs.unshift(strip(connection.remoteAddr.toString()));
+    this.peerBook?.remember(name, addrs);
+    this.markConnected(name);
+    // The dialling side opens the federation stream now, so neither side's first request waits for it (and the
+    // other side adopts it: one stream per connection).
+    if (connection.direction === 'outbound' && this.running && !this.channels.get(name)?.isOpen) {
+      this.channelTo(name).catch((e: unknown) => this.logger.debug(`no federation stream to ${name}`, (e as Error).message));
+    }
+  };
+
+  private readonly onDisconnect = (ev: CustomEvent<PeerId>): void => {
+    const name = peerIdToServerName(ev.detail);
+    if (name !== undefined) this.hearthPeers.delete(name);
+  };
+
+  connectedServers(): string[] {
+    return [...this.hearthPeers];
+  }
+
+  status(): NetworkStatus {
+    return {
+      peerId: this.node.peerId.toString(),
+      multiaddrs: this.node.getMultiaddrs().map(String),
+      connections: this.node.getConnections().map((c) => {
+        const addr = c.remoteAddr.toString();
+        const serverName = peerIdToServerName(c.remotePeer);
+        return {
+          peerId: c.remotePeer.toString(),
+          ...(serverName !== undefined ? { serverName } : {}),
+          remoteAddr: addr,
+          direction: c.direction,
+          transport: transportOf(addr),
+          limited: c.limits !== undefined,
+          ...(c.rtt !== undefined ? { rttMs: c.rtt } : {}),
+        };
+      }),
+      topics: this.node.services.pubsub.getTopics().filter((t) => t.startsWith(ROOM_TOPIC_PREFIX)),
+    };
+  }
+
+  // ---- gossip
+
+  /**
+   * Publishes to the room's topic; rejects with a RangeError when the message is over the gossip size limit.
+   */
+  async publish(roomId: string, message: JsonObject): Promise<void> {
+    await this.publishTo(roomId, message);
+  }
+
+  /** `publish`, resolving with the servers it was sent to directly (others may get it through the mesh). */
+  async publishTo(roomId: string, message: JsonObject): Promise<string[]> {
+    const data = encoder.encode(JSON.stringify(message));
+    if (data.length > this.maxGossipBytes) throw new RangeError(`gossip message of ${data.length} bytes exceeds ${this.maxGossipBytes}`);
+    const { recipients } = await this.node.services.pubsub.publish(roomTopic(roomId), data);
+    const names: string[] = [];
+    for (const p of recipients) {
+      const n = peerIdToServerName(p);
+      if (n !== undefined) names.push(n);
+    }
+    return names;
+  }
+
+  /** Safe before the node starts: the subscription is made when it does (gossipsub refuses it earlier). */
+  subscribe(roomId: string): void {
+    const topic = roomTopic(roomId);
+    this.rooms.add(roomId);
+    this.node.services.pubsub.topicValidators.set(topic, this.validateGossip);
+    if (this.node.status === 'started') this.node.services.pubsub.subscribe(topic);
+  }
+
+  unsubscribe(roomId: string): void {
+    const topic = roomTopic(roomId);
+    this.rooms.delete(roomId);
+    if (this.node.status === 'started') this.node.services.pubsub.unsubscribe(topic);
+    this.node.services.pubsub.topicValidators.delete(topic);
+  }
+
+  private readonly onNodeStart = (): void => {
+    for (const roomId of this.rooms) this.node.services.pubsub.subscribe(roomTopic(roomId));
+  };
+
+  /** Rejected messages are neither delivered nor forwarded (and count against the sender's gossipsub score). */
+  private readonly validateGossip: TopicValidatorFn = (_peer, msg) => {
+    if (msg.type !== 'signed' || peerIdToServerName(msg.from) === undefined) return TopicValidatorResult.Reject;
+    if (msg.data.length > this.maxGossipBytes) return TopicValidatorResult.Reject;
+    const parsed = parseGossip(msg.data);
+    if (parsed === undefined) return TopicValidatorResult.Reject;
+    this.parsedGossip.set(msg, parsed);
+    return TopicValidatorResult.Accept;
+  };
+
+  private readonly onGossip = (ev: CustomEvent<Message>): void => {
+    const msg = ev.detail;
+    if (!msg.topic.startsWith(ROOM_TOPIC_PREFIX) || msg.type !== 'signed') return;
+    const roomId = msg.topic.slice(ROOM_TOPIC_PREFIX.length);
+    if (!this.rooms.has(roomId)) return;
+    const from = peerIdToServerName(msg.from);
+    if (from === undefined || from === this.serverName) return;
+    const message = this.parsedGossip.get(msg) ?? (msg.data.length <= this.maxGossipBytes ? parseGossip(msg.data) : undefined);
+    if (message === undefined) return;
+    this.inbound.handleGossip(roomId, from, message).catch((e: unknown) => this.logger.error(`gossip from ${from} in ${roomId} failed`, e));
+  };
+}
+
+function parseGossip(data: Uint8Array): JsonObject | undefined {
+  try {
+    const v: unknown = JSON.parse(decoder.decode(data));
+    return isJsonObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * LevelKv's row cache and `writeOrdered` (level-kv.ts): cached rows never show a snapshot anything newer than
+ * LevelDB would, reads return fresh copies, and an ordered-but-not-durable transaction is visible to later writers
+ * only — with its failure taking down what was built on it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { StorageError } from '../../src/storage/kv.js';
+import { openLevelKv, type LevelKv } from '../../src/storage/level-kv.js';
+
+async function withLevel<T>(fn: (kv: LevelKv) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'hearth-level-cache-'));
+  const kv = await openLevelKv({ name: join(dir, 'db'), stores: ['s'] });
+  try {
+    return await fn(kv);
+  } finally {
+    await kv.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Makes LevelDB's batch() wait for `gate` before writing (the batch is then "in flight"). */
+function holdBatches(kv: LevelKv): { release: () => void; fail: (e: Error) => void } {
+  const db = kv as unknown as { writeBatch: (...args: unknown[]) => Promise<void> };
+  const original = db.writeBatch.bind(db);
+  let release!: () => void;
+  let fail!: (e: Error) => void;
+  const gate = new Promise<void>((resolve, reject) => {
+    release = resolve;
+    fail = reject;
+  });
+  gate.catch(() => {}); // failing before LevelKv's batch started waiting is fine
+  db.writeBatch = async (...args: unknown[]) => {
+    await gate;
+    return original(...args);
+  };
+  return { release, fail };
+}
+
+describe('LevelKv row cache', () => {
+  it('a snapshot taken before a write landed keeps reading the old value, though the new one is cached', async () => {
+    await withLevel(async (kv) => {
+      await kv.write((tx) => tx.put('s', ['k'], 'v1'));
+      let landed!: () => void;
+      const wait = new Promise<void>((r) => (landed = r));
+      const seen = kv.read(async (tx) => {
+        const before = await tx.get('s', ['k']);
+        // LevelKv cannot detect this foreign await (see kv.ts); here it lets a write land mid-snapshot.
+        await wait;
+        const after = await tx.get('s', ['k']);
+        const many = await tx.getMany('s', [['k']]);
+        return [before, after, many[0]];
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      await kv.write((tx) => tx.put('s', ['k'], 'v2'));
+      landed();
+      expect(await seen).toEqual(['v1', 'v1', 'v1']);
+      expect(await kv.read((tx) => tx.get('s', ['k']))).toBe('v2');
+    });
+  });
+
+  it('a row a write transaction read is not shown to an older snapshot after a later write', async () => {
+    await withLevel(async (kv) => {
+      await kv.write((tx) => tx.put('s', ['k'], 'v1'));
+      let go!: () => void;
+      const wait = new Promise<void>((r) => (go = r));
+      const seen = kv.read(async (tx) => {
+        await wait;
+        return tx.get('s', ['k']);
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      await kv.write(async (tx) => {
+        expect(await tx.get('s', ['k'])).toBe('v1');
+      });
+      await kv.write((tx) => tx.delete('s', ['k']));
+      go();
+      expect(await seen).toBe('v1');
+      expect(await kv.read((tx) => tx.get('s', ['k']))).toBeUndefined();
+    });
+  });
+
+  it('a row re-read after eviction is still too new for a snapshot older than its last write', async () => {
+    await withLevel(async (kv) => {
+      await kv.write((tx) => tx.put('s', ['k'], 'v1'));
+      let go!: () => void;
+      const wait = new Promise<void>((r) => (go = r));
+      const seen = kv.read(async (tx) => {
+        await wait;
+        return tx.get('s', ['k']);
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      await kv.write((tx) => tx.put('s', ['k'], 'v2'));
+      // Push 'k' out of the cache, then let a write transaction read it back in.
+      await kv.write(async (tx) => {
+        for (let i = 0; i < 6; i++) await tx.put('s', ['big', i], new Uint8Array(1024 * 1024));
+      });
+      await kv.write(async (tx) => {
+        expect(await tx.get('s', ['k'])).toBe('v2');
+      });
+      go();
+      expect(await seen).toBe('v1');
+    });
+  });
+
+  it('returns a fresh copy on every read', async () => {
+    await withLevel(async (kv) => {
+      await kv.write((tx) => tx.put('s', ['o'], { a: [1] }));
+      const first = await kv.read((tx) => tx.get<{ a: number[] }>('s', ['o']));
+      first!.a.push(2);
+      expect(await kv.read((tx) => tx.get('s', ['o']))).toEqual({ a: [1] });
+      expect(await kv.read((tx) => tx.getMany('s', [['o'], ['none']]))).toEqual([{ a: [1] }, undefined]);
+    });
+  });
+
+  it('stays correct when far more rows are written than it keeps', async () => {
+    await withLevel(async (kv) => {
+      const big = 'x'.repeat(2000);
+      for (let b = 0; b < 30; b++) {
+        await kv.write(async (tx) => {
+          for (let i = 0; i < 100; i++) await tx.put('s', ['r', b * 100 + i], { i: b * 100 + i, big });
+        });
+      }
+      const keys = [0, 1, 1500, 2999].map((i) => ['r', i]);
+      const got = await kv.read((tx) => tx.getMany<{ i: number }>('s', keys));
+      expect(got.map((g) => g?.i)).toEqual([0, 1, 1500, 2999]);
+    });
+  });
+});
+
+describe('LevelKv writeOrdered', () => {
+  it('resolves before its batch lands: later writers see it, readers only once durable', async () => {
+    await withLevel(async (kv) => {
+      const hold = holdBatches(kv);
+      const { result, durable } = await kv.writeOrdered(async (tx) => {
+        await tx.put('s', ['n'], 1);
+        return 'ordered';
+      });
+      expect(result).toBe('ordered');
+      let isDurable = false;
+      void durable.then(() => (isDurable = true));
+      expect(await kv.read((tx) => tx.get('s', ['n']))).toBeUndefined();
+      const next = kv.writeOrdered(async (tx) => {
+        const n = (await tx.get<number>('s', ['n'])) ?? 0;
+        await tx.put('s', ['n'], n + 1);
+      });
+      const second = await next;
+      expect(isDurable).toBe(false);
+      hold.release();
+      await durable;
+      await second.durable;
+      expect(await kv.read((tx) => tx.get('s', ['n']))).toBe(2);
+    });
+  });
+
+  it('a failed batch rejects `durable` and the transactions ordered after it', async () => {
+    await withLevel(async (kv) => {
+      const hold = holdBatches(kv);
+      const first = await kv.writeOrdered((tx) => tx.put('s', ['lost'], 1));
+      const second = await kv.writeOrdered(async (tx) => {
+        expect(await tx.get('s', ['lost'])).toBe(1);
+        await tx.put('s', ['built-on-lost'], 1);
+      });
+      hold.fail(new Error('disk on fire'));
+      await expect(first.durable).rejects.toThrow(StorageError);
+      await expect(second.durable).rejects.toThrow(StorageError);
+    });
+  });
+});
