@@ -1,0 +1,256 @@
+/**
+ * EDUs, both ways: typing, receipts, presence, device-list updates and to-device messages.
+ * Spec: shared/matrix-spec/content/server-server-api.md §EDUs, §"Typing Notifications", §Presence, §Receipts,
+ * §"Device Management", §"Send-to-device messaging"; data/api/server-server/definitions/{event-schemas/m.typing,
+ * m.receipt, m.presence, m.device_list_update, m.direct_to_device}.yaml.
+ *
+ * Incoming EDUs are only believed about users of the server that sent them (the authenticated origin), and
+ * typing/receipts only for users joined to the room. Outgoing: typing and receipts go to the servers of the room;
+ * presence and device-list changes of our users to every server sharing a room with them (read from the stream
+ * after each change, so the services need no federation hooks); to-device messages to the recipients' servers.
+ */
+import { isValidUserId } from '../core/identifiers.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
+import { isJsonObject } from '../core/json.js';
+import type { MemberRecord, StreamEntry } from '../storage/records.js';
+import { STORES } from '../storage/schema.js';
+import { allocatePosition, currentPosition } from '../services/notifier.js';
+import type { PresenceRecord } from '../services/presence.js';
+import { joinedRoomsIn, presenceContent } from '../services/presence.js';
+import type { ToDeviceRecord } from '../services/to-device.js';
+import { domainOf } from './checks.js';
+import type { FederationParts } from './parts.js';
+
+const PRESENCE_STATES = new Set(['online', 'unavailable', 'offline']);
+/** Devices a wildcard to-device message fans out to at most (a hostile sender cannot make it unbounded). */
+const MAX_TO_DEVICE_MESSAGES = 1000;
+
+export class Edus {
+  private followPos = 0;
+  private following = false;
+  private stopped = false;
+  /** Ends the wait for the next change when the server stops. */
+  private readonly abort = new AbortController();
+
+  constructor(private readonly p: FederationParts) {}
+
+  private get ctx() {
+    return this.p.ctx;
+  }
+
+  // ---- Outgoing
+
+  /** Wires the services' hooks and follows the stream for presence and device-list changes. */
+  async start(): Promise<void> {
+    const eph = this.p.sync.ephemeral;
+    eph.typingListeners.push((roomId, userId, typing, timeoutMs) => {
+      void this.toRoom(roomId, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing, timeout: timeoutMs } }, false);
+    });
+    eph.receiptListeners.push((roomId, userId, type, eventId, threadId, ts) => {
+      const data: JsonObject = { ts };
+      if (threadId !== undefined) data.thread_id = threadId;
+      void this.toRoom(roomId, { edu_type: 'm.receipt', content: { [roomId]: { [type]: { [userId]: { event_ids: [eventId], data } } } } }, true);
+    });
+    this.p.sync.toDevice.remoteSend = (sender, type, messageId, messages) => this.sendToDevice(sender, type, messageId, messages);
+    this.followPos = await this.ctx.kv.read((tx) => currentPosition(tx));
+    this.following = true;
+    void this.follow();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+  }
+
+  private async toRoom(roomId: string, edu: JsonObject, keep: boolean): Promise<void> {
+    const servers = await this.p.servers.get(roomId);
+    this.p.sender.sendEdu(servers, edu, keep);
+  }
+
+  private sendToDevice(sender: string, type: string, messageId: string, messages: Record<string, JsonObject>): void {
+    const byServer = new Map<string, JsonObject>();
+    for (const [userId, devices] of Object.entries(messages)) {
+      const server = domainOf(userId);
+      const m = byServer.get(server) ?? {};
+      m[userId] = devices;
+      byServer.set(server, m);
+    }
+    for (const [server, subset] of byServer) {
+      this.p.sender.sendEdu([server], { edu_type: 'm.direct_to_device', content: { sender, type, message_id: messageId, messages: subset } }, true);
+    }
+  }
+
+  /** Reads the stream after each change and sends presence and device-list EDUs for our users. */
+  private async follow(): Promise<void> {
+    while (!this.stopped && this.following) {
+      try {
+        const { rows, pos } = await this.ctx.kv.read(async (tx) => {
+          const pos = await currentPosition(tx);
+          const rows = pos > this.followPos ? await tx.range<StreamEntry>(STORES.stream, { gt: [this.followPos], lte: [pos] }) : [];
+          return { rows, pos };
+        });
+        this.followPos = Math.max(this.followPos, pos);
+        for (const [, e] of rows) {
+          if ((e.kind === 'presence' || e.kind === 'device_list') && domainOf(e.userId) === this.ctx.serverName) {
+            await this.announce(e.kind, e.userId, pos);
+          }
+        }
+      } catch (e) {
+        this.ctx.logger.warn('federation: following the stream failed', e);
+      }
+      if (this.ctx.notifier.position > this.followPos) continue;
+      await this.ctx.notifier.waitForChange(60_000, this.abort.signal);
+    }
+  }
+
+  private async announce(kind: 'presence' | 'device_list', userId: string, pos: number): Promise<void> {
+    const { servers, presence } = await this.ctx.kv.read(async (tx) => {
+      const rooms = await joinedRoomsIn(tx, userId);
+      const presence = kind === 'presence' ? await tx.get<PresenceRecord>(STORES.presence, [userId]) : undefined;
+      return { servers: rooms, presence };
+    });
+    const dests = new Set<string>();
+    for (const roomId of servers) for (const s of await this.p.servers.get(roomId)) dests.add(s);
+    dests.delete(this.ctx.serverName);
+    if (dests.size === 0) return;
+    if (kind === 'presence') {
+      const c = presenceContent(presence, this.ctx.clock.now());
+      const push: JsonObject = { user_id: userId, presence: c.presence ?? 'offline', last_active_ago: c.last_active_ago ?? 0 };
+      if (c.currently_active !== undefined) push.currently_active = c.currently_active;
+      if (c.status_msg !== undefined) push.status_msg = c.status_msg;
+      this.p.sender.sendEdu(dests, { edu_type: 'm.presence', content: { push: [push] } }, false);
+    } else {
+      this.p.sender.sendEdu(dests, { edu_type: 'm.device_list_update', content: { user_id: userId, device_id: '', stream_id: pos, prev_id: [] } }, true);
+    }
+  }
+
+  // ---- Incoming
+
+  /** The EDUs of a transaction from `origin`; bad ones are skipped (a transaction is never refused for them). */
+  async receive(origin: string, edus: readonly JsonValue[]): Promise<void> {
+    for (const edu of edus) {
+      if (!isJsonObject(edu) || typeof edu.edu_type !== 'string' || !isJsonObject(edu.content)) continue;
+      try {
+        switch (edu.edu_type) {
+          case 'm.typing':
+            await this.typing(origin, edu.content);
+            break;
+          case 'm.receipt':
+            await this.receipts(origin, edu.content);
+            break;
+          case 'm.presence':
+            await this.presence(origin, edu.content);
+            break;
+          case 'm.direct_to_device':
+            await this.toDevice(origin, edu.content);
+            break;
+          case 'm.device_list_update':
+            await this.deviceList(origin, edu.content);
+            break;
+          default:
+            break;
+        }
+      } catch (e) {
+        this.ctx.logger.debug('federation: EDU not applied', { origin, type: edu.edu_type, error: e });
+      }
+    }
+  }
+
+  private fromOrigin(origin: string, userId: JsonValue | undefined): userId is string {
+    return typeof userId === 'string' && isValidUserId(userId) && domainOf(userId) === origin;
+  }
+
+  private async joined(roomId: string, userId: string): Promise<boolean> {
+    const m = await this.ctx.kv.read((tx) => tx.get<MemberRecord>(STORES.roomMembers, [roomId, userId]));
+    return m?.membership === 'join';
+  }
+
+  private async typing(origin: string, c: JsonObject): Promise<void> {
+    const { room_id: roomId, user_id: userId, typing } = c;
+    if (typeof roomId !== 'string' || typeof typing !== 'boolean' || !this.fromOrigin(origin, userId)) return;
+    if (!(await this.joined(roomId, userId))) return;
+    const timeout = typeof c.timeout === 'number' && c.timeout > 0 ? c.timeout : undefined;
+    await this.p.sync.ephemeral.setRemoteTyping(roomId, userId, typing, timeout);
+  }
+
+  private async receipts(origin: string, c: JsonObject): Promise<void> {
+    for (const [roomId, byType] of Object.entries(c)) {
+      if (!isJsonObject(byType)) continue;
+      const read = byType['m.read'];
+      if (!isJsonObject(read)) continue;
+      for (const [userId, r] of Object.entries(read)) {
+        if (!isJsonObject(r) || !this.fromOrigin(origin, userId) || !(await this.joined(roomId, userId))) continue;
+        const ids = Array.isArray(r.event_ids) ? r.event_ids.filter((x): x is string => typeof x === 'string') : [];
+        const data = isJsonObject(r.data) ? r.data : {};
+        const ts = typeof data.ts === 'number' ? data.ts : this.ctx.clock.now();
+        const thread = typeof data.thread_id === 'string' ? data.thread_id : undefined;
+        for (const eventId of ids.slice(0, 10)) await this.p.sync.ephemeral.setRemoteReceipt(roomId, userId, 'm.read', eventId, thread, ts);
+      }
+    }
+  }
+
+  private async presence(origin: string, c: JsonObject): Promise<void> {
+    const push = Array.isArray(c.push) ? c.push : [];
+    const now = this.ctx.clock.now();
+    for (const item of push.slice(0, 100)) {
+      if (!isJsonObject(item) || !this.fromOrigin(origin, item.user_id)) continue;
+      const state = item.presence;
+      if (typeof state !== 'string' || !PRESENCE_STATES.has(state)) continue;
+      const userId = item.user_id as string;
+      const ago = typeof item.last_active_ago === 'number' && item.last_active_ago >= 0 ? item.last_active_ago : 0;
+      const pos = await this.ctx.kv.write(async (tx) => {
+        const p = await allocatePosition(tx);
+        const rec: PresenceRecord = { presence: state as PresenceRecord['presence'], lastActiveTs: now - ago, pos: p };
+        if (typeof item.status_msg === 'string') rec.statusMsg = item.status_msg;
+        await tx.put(STORES.presence, [userId], rec);
+        await tx.put(STORES.stream, [p], { kind: 'presence', userId } satisfies StreamEntry);
+        return p;
+      });
+      this.ctx.notifier.notify(pos);
+    }
+  }
+
+  private async deviceList(origin: string, c: JsonObject): Promise<void> {
+    if (!this.fromOrigin(origin, c.user_id)) return;
+    const userId = c.user_id as string;
+    const pos = await this.ctx.kv.write(async (tx) => {
+      const p = await allocatePosition(tx);
+      await tx.put(STORES.stream, [p], { kind: 'device_list', userId } satisfies StreamEntry);
+      return p;
+    });
+    this.ctx.notifier.notify(pos);
+  }
+
+  private async toDevice(origin: string, c: JsonObject): Promise<void> {
+    const { sender, type, message_id: messageId, messages } = c;
+    if (!this.fromOrigin(origin, sender) || typeof type !== 'string' || typeof messageId !== 'string' || !isJsonObject(messages)) return;
+    const last = await this.ctx.kv.write(async (tx) => {
+      // The same message_id again is a retry: deliver once.
+      const txnKey = [sender, '', `federation/${messageId}`];
+      if (await tx.get(STORES.toDeviceTxns, txnKey)) return undefined;
+      await tx.put(STORES.toDeviceTxns, txnKey, { ts: this.ctx.clock.now() });
+      let pos: number | undefined;
+      let count = 0;
+      for (const [userId, byDevice] of Object.entries(messages)) {
+        if (domainOf(userId) !== this.ctx.serverName || !isJsonObject(byDevice)) continue;
+        for (const [deviceId, content] of Object.entries(byDevice)) {
+          if (!isJsonObject(content)) continue;
+          const devices =
+            deviceId === '*'
+              ? (await tx.range(STORES.devices, { prefix: [userId] })).map(([k]) => String(k[1]))
+              : (await tx.get(STORES.devices, [userId, deviceId])) !== undefined
+                ? [deviceId]
+                : [];
+          for (const d of devices) {
+            if (++count > MAX_TO_DEVICE_MESSAGES) break;
+            pos = await allocatePosition(tx);
+            await tx.put(STORES.toDevice, [userId, d, pos], { sender, type, content } satisfies ToDeviceRecord);
+            await tx.put(STORES.stream, [pos], { kind: 'to_device', userId, deviceId: d } satisfies StreamEntry);
+          }
+        }
+      }
+      return pos;
+    });
+    if (last !== undefined) this.ctx.notifier.notify(last);
+  }
+}

@@ -1,0 +1,720 @@
+/**
+ * Ingesting events from other servers: the checks performed on receipt of a PDU, in the spec's order, then one
+ * write transaction that adds the event to the room graph.
+ *
+ * Spec: shared/matrix-spec/content/server-server-api.md §"Checks performed on receipt of a PDU" (steps 1–6),
+ * §Rejection, §"Soft failure", §"Backfilling and retrieving missing events", §"Room State Resolution";
+ * rooms/*.md (auth rules and state resolution per version).
+ *
+ * For one PDU (`receive`):
+ *   0. the room must be held here (its version decides the format);
+ *   1–3. format, signatures, content hash (checks.ts; dropped / redacted);
+ *   –  missing auth events are fetched with /event_auth; unknown prev events with /get_missing_events (bounded,
+ *      a few rounds), and where the graph still has holes the state after each unknown prev event is fetched with
+ *      /state_ids (+ /state or /event for the events it names);
+ *   4. auth against the event's own auth events → rejected (stored, never in the timeline or state);
+ *   5. auth against the state before the event (the prev events' states, resolved when they differ) → rejected;
+ *   6. auth against the current state → soft-failed (stored with its state, not shown, not an extremity);
+ *   then, under the room's lock (the one local sends take), ONE write: the event record and its state groups, the
+ *   timeline and stream entry, forward extremities, and the new current state — the state after the event when it
+ *   extends every extremity, else the resolution of the states after all extremities (core/state-res).
+ *
+ * Events fetched only for their state or auth role are stored as outliers (records.ts `outlier`): checked (1–4)
+ * but outside the graph we follow.
+ */
+import { authStateKeysFor } from '../core/auth/auth-events.js';
+import type { AuthState } from '../core/auth/rules.js';
+import { authorize } from '../core/auth/rules.js';
+import { powerLevelOf, powerLevelsFrom, roomCreators } from '../core/auth/power-levels.js';
+import type { StateKey, StateMap } from '../core/event.js';
+import { Pdu, splitStateKey, stateKey } from '../core/event.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
+import { isJsonObject } from '../core/json.js';
+import type { RoomVersion } from '../core/room-versions.js';
+import { resolveState } from '../core/state-res/index.js';
+import type { WriteTx } from '../storage/kv.js';
+import type { EventRecord, MemberRecord, RoomRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
+import { STORES } from '../storage/schema.js';
+import { addStateGroup, EMPTY_STATE_GROUP, loadStateGroup } from '../storage/state-groups.js';
+import type { ServiceContext } from '../services/context.js';
+import { getRoom, pduOf, stateLookup } from '../services/event-store.js';
+import { pduFromJson } from '../core/event-id.js';
+import { roomVersion } from '../core/room-versions.js';
+import { allocatePosition } from '../services/notifier.js';
+import type { RoomsService } from '../services/rooms.js';
+import type { CheckedPdu } from './checks.js';
+import { checkAgainstAuthEvents, checkReceivedPdu, domainOf, impliedCreateId } from './checks.js';
+import { recordsById, StoreEventSource } from './pdus.js';
+import type { RemoteClient } from './remote.js';
+import { enc, objectList, stringList } from './remote.js';
+
+export type PduStatus = 'accepted' | 'soft_failed' | 'rejected' | 'known' | 'dropped';
+
+export interface PduOutcome {
+  /** Absent when the event was too malformed to have one. */
+  eventId?: string;
+  status: PduStatus;
+  reason?: string;
+  pdu?: Pdu;
+}
+
+export interface ReceiveOptions {
+  /** Ask the origin for unknown prev events (false for events that are themselves being fetched). */
+  fetchMissing?: boolean;
+  /** The room the event must belong to. */
+  roomId?: string;
+}
+
+export interface IngestHooks {
+  /** After a commit that added events to a room's timeline (membership changes, servers in the room …). */
+  persisted?(roomId: string, pdus: readonly Pdu[]): void;
+}
+
+/** get_missing_events: events asked for per round, and rounds at most (server-server-api: bounded). */
+const MISSING_EVENTS_LIMIT = 50;
+const MISSING_EVENTS_ROUNDS = 4;
+/** Prev events at most whose state is fetched for one event. */
+const MAX_REMOTE_PREV_STATES = 5;
+/** Fetching more than this many events one by one: ask for the whole state instead. */
+const FETCH_ONE_BY_ONE = 10;
+
+type StateSource = { group: number } | { map: StateMap };
+
+/** A record for an outlier. */
+function outlierRecord(pdu: Pdu, rejected?: string): EventRecord {
+  const rec: EventRecord = { eventId: pdu.eventId, json: pdu.json, roomId: pdu.roomId, stateBefore: 0, stateAfter: 0, outlier: true };
+  if (rejected !== undefined) rec.rejected = rejected;
+  return rec;
+}
+
+/** The (type, state_key) pairs an event's auth reads, including the v12 create event (not in its auth_events). */
+function authKeys(pdu: Pdu, version: RoomVersion): StateKey[] {
+  const keys = authStateKeysFor(pdu, version).map(([t, k]) => stateKey(t, k));
+  const create = stateKey('m.room.create', '');
+  if (!keys.includes(create)) keys.push(create);
+  return keys;
+}
+
+function topoSort(pdus: readonly Pdu[]): Pdu[] {
+  // Kahn over prev and auth links inside the set; ties by depth then ID, so the order is deterministic.
+  const byId = new Map(pdus.map((p) => [p.eventId, p]));
+  const indeg = new Map<string, number>();
+  const children = new Map<string, string[]>();
+  for (const p of pdus) {
+    const parents = new Set([...p.prevEvents, ...p.authEvents].filter((id) => byId.has(id) && id !== p.eventId));
+    indeg.set(p.eventId, parents.size);
+    for (const parent of parents) {
+      const c = children.get(parent) ?? [];
+      c.push(p.eventId);
+      children.set(parent, c);
+    }
+  }
+  const cmp = (a: Pdu, b: Pdu) => a.depth - b.depth || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0);
+  const ready = pdus.filter((p) => indeg.get(p.eventId) === 0).sort(cmp);
+  const out: Pdu[] = [];
+  while (ready.length > 0) {
+    const p = ready.shift()!;
+    out.push(p);
+    for (const c of children.get(p.eventId) ?? []) {
+      const n = indeg.get(c)! - 1;
+      indeg.set(c, n);
+      if (n === 0) {
+        ready.push(byId.get(c)!);
+        ready.sort(cmp);
+      }
+    }
+  }
+  // A cycle (never in a valid graph): what is left, by depth.
+  if (out.length < pdus.length) {
+    const done = new Set(out.map((p) => p.eventId));
+    out.push(...pdus.filter((p) => !done.has(p.eventId)).sort(cmp));
+  }
+  return out;
+}
+
+export class Ingest {
+  readonly hooks: IngestHooks = {};
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly rooms: RoomsService,
+    private readonly remote: RemoteClient,
+  ) {}
+
+  private get kv() {
+    return this.ctx.kv;
+  }
+
+  /** Events being received right now, by ID. */
+  private readonly inFlight = new Map<string, Promise<PduOutcome>>();
+  /** Versions of rooms held here (a room's version never changes and rooms are never dropped). */
+  private readonly versions = new Map<string, RoomVersion>();
+
+  /** The version of a room held here (its record exists), or undefined. */
+  async versionOf(roomId: string): Promise<RoomVersion | undefined> {
+    const known = this.versions.get(roomId);
+    if (known) return known;
+    const room = await this.kv.read((tx) => getRoom(tx, roomId));
+    const v = room ? roomVersion(room.version) : undefined;
+    if (v) this.versions.set(roomId, v);
+    return v;
+  }
+
+  /** One PDU from `origin` (a /send transaction, gossip, a fetched missing event): every check, then persist. */
+  async receive(origin: string, json: JsonValue, opts: ReceiveOptions = {}): Promise<PduOutcome> {
+    if (!isJsonObject(json)) return { status: 'dropped', reason: 'PDU is not an object' };
+    const roomId = json.room_id;
+    if (typeof roomId !== 'string') return { status: 'dropped', reason: 'PDU has no room_id' };
+    if (opts.roomId !== undefined && roomId !== opts.roomId) return { status: 'dropped', reason: 'PDU is for another room' };
+    // 0. Only rooms held here: their version says how to read the event.
+    const version = await this.versionOf(roomId);
+    if (!version) return { status: 'dropped', reason: `room ${roomId} is not known here` };
+    // An event we already have (gossip and /send both bring each one) needs no signature check: its ID is a hash
+    // of it (v3+), so a stored event with that ID is this event. v1–v2 IDs are not, so those are always checked.
+    if (version.eventIdFormat !== 'server') {
+      const id = pduFromJson(json, version);
+      if (id.ok) {
+        const eventId = id.pdu.eventId;
+        // The same event arriving twice at once (gossip and /send): the second waits for the first.
+        const running = this.inFlight.get(eventId);
+        if (running) {
+          const first = await running;
+          return first.status === 'accepted' || first.status === 'soft_failed' ? { ...first, status: 'known' } : first;
+        }
+        const have = await this.kv.read((tx) => tx.get<EventRecord>(STORES.events, [eventId]));
+        if (have && !have.outlier) return { eventId, status: 'known', pdu: id.pdu };
+        const work = this.checkAndReceive(origin, json, version, roomId, opts);
+        this.inFlight.set(eventId, work);
+        try {
+          return await work;
+        } finally {
+          this.inFlight.delete(eventId);
+        }
+      }
+    }
+    return this.checkAndReceive(origin, json, version, roomId, opts);
+  }
+
+  private async checkAndReceive(origin: string, json: JsonObject, version: RoomVersion, roomId: string, opts: ReceiveOptions): Promise<PduOutcome> {
+    const checked = await checkReceivedPdu(json, version, roomId);
+    if (!checked.ok) {
+      // The result names the event when it has an ID at all (the transaction's per-PDU results are by ID).
+      const id = pduFromJson(json, version);
+      return { eventId: id.ok ? id.pdu.eventId : undefined, status: 'dropped', reason: checked.reason };
+    }
+    return this.receiveChecked(origin, checked.value, version, opts);
+  }
+
+  /** Steps 4–6 and the write for an event that passed steps 1–3. */
+  async receiveChecked(origin: string, checked: CheckedPdu, version: RoomVersion, opts: ReceiveOptions = {}): Promise<PduOutcome> {
+    const pdu = checked.pdu;
+    const existing = await this.kv.read((tx) => tx.get<EventRecord>(STORES.events, [pdu.eventId]));
+    if (existing && !existing.outlier) return { eventId: pdu.eventId, status: 'known', pdu };
+    if (pdu.type === 'm.room.create') {
+      // A room's create event only ever comes with the room (send_join); a new one here is an outlier at most.
+      return { eventId: pdu.eventId, status: 'dropped', reason: 'create events are not accepted into a room held here' };
+    }
+    try {
+      await this.ensureAuthEvents(origin, pdu, version);
+      if (opts.fetchMissing !== false) await this.fetchMissingPrevs(origin, pdu, version);
+      const remoteStates = await this.statesOfUnknownPrevs(origin, pdu, version);
+      return await this.rooms.runExclusive(pdu.roomId, () => this.commit(pdu, version, remoteStates));
+    } catch (e) {
+      this.ctx.logger.warn('federation: could not process an event', { eventId: pdu.eventId, error: e });
+      return { eventId: pdu.eventId, status: 'dropped', reason: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  // ---- Fetching what an event needs
+
+  /** Auth events we do not have are fetched with /event_auth and stored as outliers. */
+  private async ensureAuthEvents(origin: string, pdu: Pdu, version: RoomVersion): Promise<void> {
+    const ids = [...pdu.authEvents];
+    const createId = impliedCreateId(pdu.roomId, version);
+    if (createId) ids.push(createId);
+    const have = await this.kv.read((tx) => recordsById(tx, ids));
+    if (ids.every((id) => have.has(id))) return;
+    const body = await this.remote.get(origin, `/_matrix/federation/v1/event_auth/${enc(pdu.roomId)}/${enc(pdu.eventId)}`);
+    await this.storeOutliers(origin, version, pdu.roomId, objectList(body, 'auth_chain', 5000));
+  }
+
+  /**
+   * Unknown prev events: /get_missing_events from the origin, a few bounded rounds, then each fetched event is
+   * ingested oldest first (without fetching further).
+   */
+  private async fetchMissingPrevs(origin: string, pdu: Pdu, version: RoomVersion): Promise<void> {
+    const roomId = pdu.roomId;
+    const start = await this.kv.read(async (tx) => {
+      const recs = await recordsById(tx, pdu.prevEvents);
+      const extRows = await tx.range<boolean>(STORES.forwardExtremities, { prefix: [roomId] });
+      const ext = extRows.map(([k]) => String(k[1]));
+      const extRecs = await recordsById(tx, ext);
+      return { recs, ext, extRecs };
+    });
+    const missingOf = (p: Pdu, known: (id: string) => boolean) => p.prevEvents.filter((id) => !known(id));
+    const storedOk = (id: string) => {
+      const r = start.recs.get(id);
+      return r !== undefined && !r.outlier;
+    };
+    if (missingOf(pdu, storedOk).length === 0) return;
+    const minDepth = Math.min(...[...start.extRecs.values()].map((r) => (typeof r.json.depth === 'number' ? r.json.depth : 0)), pdu.depth);
+    const fetched = new Map<string, CheckedPdu>();
+    let latest = [pdu.eventId];
+    for (let round = 0; round < MISSING_EVENTS_ROUNDS && latest.length > 0; round++) {
+      let events: JsonObject[];
+      try {
+        const body = await this.remote.request(origin, 'POST', `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`, {
+          earliest_events: start.ext,
+          latest_events: latest,
+          limit: MISSING_EVENTS_LIMIT,
+          min_depth: Number.isFinite(minDepth) ? minDepth : 0,
+        });
+        events = objectList(body, 'events', MISSING_EVENTS_LIMIT);
+      } catch (e) {
+        // No get_missing_events from this server: backfill from the events we lack the parents of.
+        this.ctx.logger.debug('federation: get_missing_events failed, trying backfill', { origin, roomId, error: e });
+        events = await this.backfillFrom(origin, roomId, round === 0 ? pdu.prevEvents : latest);
+      }
+      let added = 0;
+      for (const json of events) {
+        const c = await checkReceivedPdu(json, version, roomId);
+        if (!c.ok || fetched.has(c.value.pdu.eventId) || c.value.pdu.eventId === pdu.eventId) continue;
+        fetched.set(c.value.pdu.eventId, c.value);
+        added++;
+      }
+      if (added === 0) break;
+      // Still-unknown prev events of what we fetched: ask again from the events that point at them.
+      const stored = await this.kv.read((tx) =>
+        recordsById(tx, [...fetched.values()].flatMap((c) => c.pdu.prevEvents)),
+      );
+      const known = (id: string) => fetched.has(id) || (stored.has(id) && !stored.get(id)!.outlier) || storedOk(id);
+      latest = [...fetched.values()].filter((c) => missingOf(c.pdu, known).length > 0 && c.pdu.depth > minDepth).map((c) => c.pdu.eventId);
+    }
+    const order = topoSort([...fetched.values()].map((c) => c.pdu));
+    for (const p of order) await this.receiveChecked(origin, fetched.get(p.eventId)!, version, { fetchMissing: false });
+  }
+
+  /** GET /backfill from `ids` (the events and their predecessors); [] when the server cannot help. */
+  private async backfillFrom(origin: string, roomId: string, ids: readonly string[]): Promise<JsonObject[]> {
+    if (ids.length === 0) return [];
+    const v = ids.slice(0, 20).map((id) => `v=${enc(id)}`).join('&');
+    try {
+      const body = await this.remote.get(origin, `/_matrix/federation/v1/backfill/${enc(roomId)}?${v}&limit=${MISSING_EVENTS_LIMIT}`);
+      return objectList(body, 'pdus', MISSING_EVENTS_LIMIT);
+    } catch (e) {
+      this.ctx.logger.debug('federation: backfill failed', { origin, roomId, error: e });
+      return [];
+    }
+  }
+
+  /**
+   * The state after each prev event we still lack (or hold only as an outlier): /state_ids at it from the origin,
+   * with the events it names fetched and checked, plus the prev event itself.
+   */
+  private async statesOfUnknownPrevs(origin: string, pdu: Pdu, version: RoomVersion): Promise<Map<string, StateMap>> {
+    const out = new Map<string, StateMap>();
+    const recs = await this.kv.read((tx) => recordsById(tx, pdu.prevEvents));
+    const unknown = pdu.prevEvents.filter((id) => {
+      const r = recs.get(id);
+      return !r || r.outlier;
+    });
+    for (const prevId of unknown.slice(0, MAX_REMOTE_PREV_STATES)) {
+      try {
+        const state = await this.remoteStateAfter(origin, pdu.roomId, prevId, version);
+        if (state) out.set(prevId, state);
+      } catch (e) {
+        this.ctx.logger.debug('federation: could not fetch the state at a prev event', { origin, prevId, error: e });
+      }
+    }
+    return out;
+  }
+
+  /** The state after `eventId` as `origin` sees it (its state before, plus the event when it is state). */
+  async remoteStateAfter(origin: string, roomId: string, eventId: string, version: RoomVersion): Promise<StateMap | undefined> {
+    const ids = await this.remote.get(
+      origin,
+      `/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(eventId)}`,
+    );
+    const pduIds = stringList(ids, 'pdu_ids', 10_000);
+    const authIds = stringList(ids, 'auth_chain_ids', 20_000);
+    const wanted = [...new Set([...pduIds, ...authIds, eventId])];
+    const have = await this.kv.read((tx) => recordsById(tx, wanted));
+    const need = wanted.filter((id) => !have.has(id));
+    if (need.length > 0) {
+      const jsons: JsonObject[] = [];
+      if (need.length > FETCH_ONE_BY_ONE) {
+        const st = await this.remote.get(origin, `/_matrix/federation/v1/state/${enc(roomId)}?event_id=${enc(eventId)}`);
+        jsons.push(...objectList(st, 'pdus', 10_000), ...objectList(st, 'auth_chain', 20_000));
+        if (!have.has(eventId)) jsons.push(...(await this.fetchEvents(origin, [eventId])));
+      } else {
+        jsons.push(...(await this.fetchEvents(origin, need)));
+      }
+      await this.storeOutliers(origin, version, roomId, jsons);
+    }
+    const recs = await this.kv.read((tx) => recordsById(tx, [...pduIds, eventId]));
+    const prev = recs.get(eventId);
+    if (!prev) return undefined;
+    const state: StateMap = new Map();
+    for (const id of pduIds) {
+      const r = recs.get(id);
+      if (!r || r.rejected !== undefined || r.roomId !== roomId) continue;
+      const p = pduOf(r, version);
+      if (p.stateKey !== undefined) state.set(stateKey(p.type, p.stateKey), id);
+    }
+    const prevPdu = pduOf(prev, version);
+    if (prevPdu.stateKey !== undefined && prev.rejected === undefined) state.set(stateKey(prevPdu.type, prevPdu.stateKey), eventId);
+    return state;
+  }
+
+  /** GET /event/{id} for each ID (concurrently); events that fail to arrive are left out. */
+  async fetchEvents(origin: string, ids: readonly string[]): Promise<JsonObject[]> {
+    const got = await Promise.all(
+      ids.map(async (id) => {
+        try {
+          const body = await this.remote.get(origin, `/_matrix/federation/v1/event/${enc(id)}`);
+          return objectList(body, 'pdus', 1)[0];
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return got.filter((j): j is JsonObject => j !== undefined);
+  }
+
+  /**
+   * Checks a bag of events (steps 1–4) and stores the new ones as outliers, rejected ones marked. Events failing
+   * steps 1–2 are dropped. Returns the checked events by ID with whether each was rejected.
+   */
+  async storeOutliers(
+    origin: string,
+    version: RoomVersion,
+    roomId: string,
+    jsons: readonly JsonValue[],
+    fetchAuth = true,
+  ): Promise<Map<string, { pdu: Pdu; rejected?: string }>> {
+    const checked = new Map<string, Pdu>();
+    for (const json of jsons) {
+      // A v12 create event has no room_id; it belongs to the room its ID names.
+      const c = await checkReceivedPdu(json, version);
+      if (!c.ok) continue;
+      const p = c.value.pdu;
+      if (p.roomId !== roomId) continue;
+      checked.set(p.eventId, p);
+    }
+    const order = topoSort([...checked.values()]);
+    const authIds = new Set<string>();
+    for (const p of order) {
+      for (const a of p.authEvents) if (!checked.has(a)) authIds.add(a);
+      const c = impliedCreateId(roomId, version);
+      if (c && !checked.has(c)) authIds.add(c);
+    }
+    let stored = await this.kv.read((tx) => recordsById(tx, [...authIds, ...checked.keys()]));
+    const lacking = order.filter((p) => p.authEvents.some((a) => !checked.has(a) && !stored.has(a)));
+    if (fetchAuth && lacking.length > 0) {
+      // Auth events neither sent nor held: their auth chains from the origin, checked and stored first.
+      for (const p of lacking.slice(0, 5)) {
+        try {
+          const body = await this.remote.get(origin, `/_matrix/federation/v1/event_auth/${enc(roomId)}/${enc(p.eventId)}`);
+          await this.storeOutliers(origin, version, roomId, objectList(body, 'auth_chain', 5000), false);
+        } catch (e) {
+          this.ctx.logger.debug('federation: could not fetch an auth chain', { origin, eventId: p.eventId, error: e });
+        }
+      }
+      stored = await this.kv.read((tx) => recordsById(tx, [...authIds, ...checked.keys()]));
+    }
+    const result = new Map<string, { pdu: Pdu; rejected?: string }>();
+    const lookup = (id: string): Pdu | undefined => {
+      const inBatch = result.get(id);
+      if (inBatch) return inBatch.pdu;
+      const r = stored.get(id);
+      return r ? pduOf(r, version) : undefined;
+    };
+    const isRejected = (id: string) => {
+      const inBatch = result.get(id);
+      if (inBatch) return inBatch.rejected !== undefined;
+      return stored.get(id)?.rejected !== undefined;
+    };
+    for (const p of order) {
+      const auth = checkAgainstAuthEvents(p, lookup, version, isRejected);
+      result.set(p.eventId, auth.ok ? { pdu: p } : { pdu: p, rejected: auth.reason });
+    }
+    const fresh = [...result.values()].filter((r) => !stored.has(r.pdu.eventId));
+    if (fresh.length > 0) {
+      await this.kv.write(async (tx) => {
+        const again = await recordsById(tx, fresh.map((f) => f.pdu.eventId));
+        for (const f of fresh) {
+          if (again.has(f.pdu.eventId)) continue;
+          await tx.put(STORES.events, [f.pdu.eventId], outlierRecord(f.pdu, f.rejected));
+        }
+      });
+    }
+    return result;
+  }
+
+  // ---- The write
+
+  /** Steps 4–6 and the write, under the room's lock. */
+  private async commit(pdu: Pdu, version: RoomVersion, remoteStates: Map<string, StateMap>): Promise<PduOutcome> {
+    const roomId = pdu.roomId;
+    const id = pdu.eventId;
+    const createId = impliedCreateId(roomId, version);
+    const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
+
+    const read = await this.kv.read(async (tx) => {
+      const [room, existing, extRows] = await Promise.all([
+        getRoom(tx, roomId),
+        tx.get<EventRecord>(STORES.events, [id]),
+        tx.range<boolean>(STORES.forwardExtremities, { prefix: [roomId] }),
+      ]);
+      const ext = extRows.map(([k]) => String(k[1]));
+      const recs = await recordsById(tx, [...pdu.prevEvents, ...auth, ...ext]);
+      return { room, existing, ext, recs };
+    });
+    const { room, ext, recs } = read;
+    if (!room) return { eventId: id, status: 'dropped', reason: 'unknown room' };
+    if (read.existing && !read.existing.outlier) return { eventId: id, status: 'known', pdu };
+
+    // The state before the event: the states after its prev events, resolved when they differ.
+    const sources: StateSource[] = [];
+    const seenGroups = new Set<number>();
+    for (const prev of pdu.prevEvents) {
+      const r = recs.get(prev);
+      if (r && !r.outlier && r.roomId === roomId) {
+        if (!seenGroups.has(r.stateAfter)) {
+          seenGroups.add(r.stateAfter);
+          sources.push({ group: r.stateAfter });
+        }
+      } else {
+        const m = remoteStates.get(prev);
+        if (m) sources.push({ map: m });
+      }
+    }
+    if (sources.length === 0) return { eventId: id, status: 'dropped', reason: 'the state before the event could not be determined' };
+    const source = new StoreEventSource(this.kv, version);
+    const before = await this.resolveSources(sources, version, roomId, source);
+
+    // 4. Against its own auth events.
+    const lookupAuth = (aid: string) => {
+      const r = recs.get(aid);
+      return r && r.roomId === roomId ? pduOf(r, version) : undefined;
+    };
+    const step4 = checkAgainstAuthEvents(pdu, lookupAuth, version, (aid) => recs.get(aid)?.rejected !== undefined);
+    let rejected: string | undefined = step4.ok ? undefined : `auth events: ${step4.reason}`;
+
+    // 5. Against the state before the event.
+    const keys = authKeys(pdu, version);
+    if (rejected === undefined) {
+      const state = await this.authStateOf(before, keys, version);
+      const step5 = authorize(pdu, state, version);
+      if (!step5.ok) rejected = `state before the event: ${step5.reason}`;
+    }
+
+    // 6. Against the current state (the same state when the event extends the room's current state).
+    let softFailed = false;
+    if (rejected === undefined && !('group' in before && before.group === room.stateGroup)) {
+      const state = await this.authStateOf({ group: room.stateGroup }, keys, version);
+      softFailed = !authorize(pdu, state, version).ok;
+    }
+
+    // The new current state, when the event joins the graph we follow.
+    const accepted = rejected === undefined && !softFailed;
+    const isState = pdu.stateKey !== undefined && rejected === undefined;
+    const key = isState ? stateKey(pdu.type, pdu.stateKey!) : undefined;
+    const newExt = accepted ? [...ext.filter((e) => !pdu.prevEvents.includes(e)), id] : ext;
+    // same: the current state does not change; after: it becomes the state after the event; map: resolved.
+    let current: { kind: 'same' } | { kind: 'after' } | { kind: 'map'; map: StateMap } = { kind: 'same' };
+    const linear = 'group' in before && before.group === room.stateGroup;
+    if (accepted) {
+      const others = newExt.filter((e) => e !== id);
+      const otherGroups = new Set<number>();
+      for (const e of others) {
+        const r = recs.get(e);
+        if (r) otherGroups.add(r.stateAfter);
+      }
+      if (others.length === 0) current = { kind: 'after' };
+      else if (key === undefined && linear && [...otherGroups].every((g) => g === room.stateGroup)) current = { kind: 'same' };
+      else {
+        // A fork: the current state is the resolution of the states after every forward extremity.
+        const afterMap = new Map(await this.mapOf(before));
+        if (key !== undefined) afterMap.set(key, id);
+        source.extra.set(id, pdu);
+        const sets: StateMap[] = [afterMap];
+        for (const g of otherGroups) sets.push(await this.kv.read((tx) => loadStateGroup(tx, g)));
+        current = { kind: 'map', map: await resolveState({ version, stateSets: sets, events: source, roomId }) };
+      }
+    }
+    const beforeMap = 'map' in before ? before.map : undefined;
+
+    // What changes in the current state.
+    const changes = new Map<StateKey, string | undefined>();
+    let oldCurrent: StateMap | undefined;
+    if (current.kind === 'after' && linear) {
+      if (key !== undefined) changes.set(key, id);
+    } else if (current.kind !== 'same') {
+      oldCurrent = await this.kv.read((tx) => loadStateGroup(tx, room.stateGroup));
+      let next: StateMap;
+      if (current.kind === 'map') next = current.map;
+      else {
+        next = new Map(await this.mapOf(before));
+        if (key !== undefined) next.set(key, id);
+      }
+      for (const [k, v] of next) if (oldCurrent.get(k) !== v) changes.set(k, v);
+      for (const k of oldCurrent.keys()) if (!next.has(k)) changes.set(k, undefined);
+    }
+    const memberIds = [...changes].filter(([k, v]) => v !== undefined && v !== id && splitStateKey(k)[0] === 'm.room.member').map(([, v]) => v!);
+    const memberRecs = memberIds.length > 0 ? await this.kv.read((tx) => recordsById(tx, memberIds)) : new Map<string, EventRecord>();
+    const redactionTarget = accepted && pdu.type === 'm.room.redaction' && pdu.redacts !== undefined
+      ? await this.redactionAllowed(pdu, version, before)
+      : undefined;
+
+    const status: PduStatus = rejected !== undefined ? 'rejected' : softFailed ? 'soft_failed' : 'accepted';
+    const lastPos = await this.kv.write(async (tx) => {
+      const beforeGroup = 'group' in before ? before.group : await this.groupFor(tx, room.stateGroup, beforeMap!);
+      const afterGroup = key !== undefined ? await addStateGroup(tx, beforeGroup, new Map([[key, id]]), beforeMap && new Map(beforeMap).set(key, id)) : beforeGroup;
+      const rec: EventRecord = { eventId: id, json: pdu.json, roomId, stateBefore: beforeGroup, stateAfter: afterGroup };
+      if (rejected !== undefined) rec.rejected = rejected;
+      if (softFailed) rec.softFailed = true;
+      let pos: number | undefined;
+      if (accepted) {
+        pos = await allocatePosition(tx);
+        rec.pos = pos;
+        await tx.put(STORES.roomTimeline, [roomId, pos], id);
+        const entry: StreamEntry = { kind: 'event', roomId, eventId: id };
+        if (pdu.type === 'm.room.member' && pdu.stateKey !== undefined && pdu.membership !== undefined) {
+          entry.userId = pdu.stateKey;
+          entry.membership = pdu.membership;
+        }
+        await tx.put(STORES.stream, [pos], entry);
+        const rel = relationOf(pdu.content);
+        if (rel) await tx.put(STORES.relations, [rel.eventId, rel.relType, pos], id);
+        if (redactionTarget) await markRedacted(tx, roomId, redactionTarget, id);
+      }
+      await tx.put(STORES.events, [id], rec);
+      if (!accepted) return undefined;
+
+      // Current state, member lists, local users' rooms.
+      let currentGroup = room.stateGroup;
+      if (current.kind === 'after') currentGroup = afterGroup;
+      else if (current.kind === 'map') currentGroup = await this.groupFor(tx, room.stateGroup, current.map, oldCurrent);
+      for (const [k, v] of changes) {
+        const [type, sk] = splitStateKey(k);
+        if (v === undefined) {
+          await tx.delete(STORES.currentState, [roomId, type, sk]);
+          if (type === 'm.room.member') await tx.delete(STORES.roomMembers, [roomId, sk]);
+          continue;
+        }
+        await tx.put(STORES.currentState, [roomId, type, sk], v);
+        if (type !== 'm.room.member') continue;
+        const json = v === id ? pdu.json : memberRecs.get(v)?.json;
+        const content = json && isJsonObject(json.content) ? json.content : {};
+        const membership = typeof content.membership === 'string' ? content.membership : 'leave';
+        await tx.put(STORES.roomMembers, [roomId, sk], { membership, eventId: v } satisfies MemberRecord);
+        if (domainOf(sk) === this.ctx.serverName) {
+          await tx.put(STORES.userRooms, [sk, roomId], { membership, eventId: v, pos: pos! } satisfies UserRoomRecord);
+        }
+      }
+      for (const e of ext) if (!newExt.includes(e)) await tx.delete(STORES.forwardExtremities, [roomId, e]);
+      await tx.put(STORES.forwardExtremities, [roomId, id], true);
+      const updated: RoomRecord = {
+        ...room,
+        stateGroup: currentGroup,
+        lastPos: pos!,
+        maxDepth: Math.max(room.maxDepth, pdu.depth),
+      };
+      await tx.put(STORES.rooms, [roomId], updated);
+      return pos;
+    });
+    this.rooms.forgetHead(roomId, accepted ? [pdu] : []);
+    if (lastPos !== undefined) {
+      this.ctx.notifier.notify(lastPos);
+      this.hooks.persisted?.(roomId, [pdu]);
+    }
+    return { eventId: id, status, reason: rejected, pdu };
+  }
+
+  /** One state from several: a single group as it is, else the resolution of all of them. */
+  private async resolveSources(sources: StateSource[], version: RoomVersion, roomId: string, events: StoreEventSource): Promise<StateSource> {
+    if (sources.length === 1) return sources[0];
+    const sets = await Promise.all(sources.map((s) => this.mapOf(s)));
+    return { map: await resolveState({ version, stateSets: sets, events, roomId }) };
+  }
+
+  private async mapOf(s: StateSource): Promise<StateMap> {
+    return 'map' in s ? s.map : this.kv.read((tx) => loadStateGroup(tx, s.group));
+  }
+
+  /** The auth state for `keys` of a state (the events behind them, redacted as auth sees them). */
+  private async authStateOf(s: StateSource, keys: readonly StateKey[], version: RoomVersion): Promise<AuthState> {
+    const found = await this.kv.read(async (tx) => {
+      let ids: Map<StateKey, string>;
+      if ('group' in s) ids = await stateLookup(tx, s.group, keys);
+      else {
+        ids = new Map();
+        for (const k of keys) {
+          const v = s.map.get(k);
+          if (v !== undefined) ids.set(k, v);
+        }
+      }
+      const recs = await recordsById(tx, ids.values());
+      const out = new Map<StateKey, Pdu>();
+      for (const [k, v] of ids) {
+        const r = recs.get(v);
+        if (r) out.set(k, pduOf(r, version));
+      }
+      return out;
+    });
+    return { get: (t, k) => found.get(stateKey(t, k)) };
+  }
+
+  /** A state group holding exactly `map`: a delta on `base` when only additions/changes, else a snapshot. */
+  private async groupFor(tx: WriteTx, base: number, map: StateMap, baseMap?: StateMap): Promise<number> {
+    const b = baseMap ?? (await loadStateGroup(tx, base));
+    const delta = new Map<StateKey, string>();
+    for (const [k, v] of map) if (b.get(k) !== v) delta.set(k, v);
+    const removes = [...b.keys()].some((k) => !map.has(k));
+    if (!removes) return delta.size === 0 ? base : addStateGroup(tx, base, delta, b);
+    return addStateGroup(tx, EMPTY_STATE_GROUP, map);
+  }
+
+  /**
+   * Whether a redaction may take effect (rooms v3+ "Handling redactions": the redacter has the redact level, or
+   * is on the same server as the redacted event's sender). Returns the target ID when it may.
+   */
+  private async redactionAllowed(pdu: Pdu, version: RoomVersion, before: StateSource): Promise<string | undefined> {
+    const targetId = pdu.redacts!;
+    const target = await this.kv.read((tx) => tx.get<EventRecord>(STORES.events, [targetId]));
+    if (!target || target.roomId !== pdu.roomId) return undefined;
+    if (target.json.type === 'm.room.create') return undefined;
+    const targetSender = typeof target.json.sender === 'string' ? target.json.sender : '';
+    if (domainOf(targetSender) === domainOf(pdu.sender)) return targetId;
+    const state = await this.authStateOf(before, [stateKey('m.room.power_levels', ''), stateKey('m.room.create', '')], version);
+    const pl = powerLevelsFrom(state.get('m.room.power_levels', ''), version);
+    const level = powerLevelOf(pdu.sender, pl, roomCreators(state.get('m.room.create', ''), version), version);
+    return level >= pl.redact ? targetId : undefined;
+  }
+}
+
+/** content['m.relates_to'] with a rel_type and event_id (relations index), or undefined. */
+function relationOf(content: JsonObject): { eventId: string; relType: string } | undefined {
+  const rel = content['m.relates_to'];
+  if (!isJsonObject(rel)) return undefined;
+  const { rel_type: relType, event_id: eventId } = rel;
+  if (typeof relType !== 'string' || typeof eventId !== 'string' || relType === '' || eventId === '') return undefined;
+  return { eventId, relType };
+}
+
+/** Marks a redaction's target and drops its relation (as the local pipeline does, rooms.ts). */
+async function markRedacted(tx: WriteTx, roomId: string, targetId: string, redactionId: string): Promise<void> {
+  const target = await tx.get<EventRecord>(STORES.events, [targetId]);
+  if (!target || target.roomId !== roomId || target.redactedBy !== undefined) return;
+  await tx.put(STORES.events, [targetId], { ...target, redactedBy: redactionId });
+  const content = isJsonObject(target.json.content) ? target.json.content : {};
+  const rel = relationOf(content);
+  if (rel && target.pos !== undefined) await tx.delete(STORES.relations, [rel.eventId, rel.relType, target.pos]);
+}
+
+/** For tests and the read side: whether a stored event is shown in the room's timeline. */
+export function inTimeline(rec: EventRecord | undefined): boolean {
+  return rec !== undefined && rec.pos !== undefined && rec.rejected === undefined && !rec.softFailed;
+}
+

@@ -1,0 +1,350 @@
+/**
+ * Outgoing PDUs and EDUs: gossip to the room's topic, and `/send` transactions to every server that must get
+ * them, one queue per destination.
+ * Spec: shared/matrix-spec/content/server-server-api.md §Transactions (at most 50 PDUs and 100 EDUs each),
+ * data/api/server-server/transactions.yaml.
+ *
+ * One transaction in flight per destination; what arrives meanwhile waits in memory and goes in the next one.
+ * When a destination cannot be reached (or answers 5xx), what was waiting is written to the `federation_outbox`
+ * store and retried with exponential backoff, immediately when the transport says the server connected again
+ * (`peerConnected`), and after a restart. Ephemeral EDUs (typing, presence) are not kept: they are stale by then.
+ * Delivering straight from memory keeps the send path free of an extra durable write; a crash before delivery
+ * loses nothing the destination cannot fetch itself (get_missing_events on the next event it receives).
+ */
+import type { JsonObject } from '../core/json.js';
+import { isJsonObject } from '../core/json.js';
+import { roomVersion } from '../core/room-versions.js';
+import type { EventRecord } from '../storage/records.js';
+import { STORES } from '../storage/schema.js';
+import type { ServiceContext } from '../services/context.js';
+import { roomVersionOf } from '../services/event-store.js';
+import { federationJson, recordsById } from './pdus.js';
+import type { RemoteClient } from './remote.js';
+import { RemoteError } from './remote.js';
+import type { FederationTransport } from './transport.js';
+
+/** federation_outbox: [destination, seq] → OutboxItem */
+export type OutboxItem = { eventId: string } | { edu: JsonObject };
+
+type Pending = { kind: 'pdu'; eventId: string; json: JsonObject } | { kind: 'edu'; edu: JsonObject; keep: boolean };
+
+export const MAX_TXN_PDUS = 50;
+export const MAX_TXN_EDUS = 100;
+
+export interface SenderOptions {
+  /** First retry delay after a failure; doubles up to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Time a /send may take. */
+  timeoutMs?: number;
+}
+
+interface Destination {
+  readonly name: string;
+  memory: Pending[];
+  /** The outbox store may hold items for it. */
+  stored: boolean;
+  sending: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+  delayMs: number;
+  /** Outbox writes of items queued while the destination is known to be down, in order. */
+  writes: Promise<void>;
+  pendingWrites: number;
+}
+
+export class FederationSender {
+  private readonly dests = new Map<string, Destination>();
+  private txnCounter = 0;
+  private readonly txnPrefix = Date.now().toString(36);
+  private stopped = false;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly timeoutMs: number;
+  /** Resolvers waiting for every queue to drain (tests, shutdown). */
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly remote: RemoteClient,
+    private readonly transport: FederationTransport | undefined,
+    opts: SenderOptions = {},
+  ) {
+    this.retryBaseMs = opts.retryBaseMs ?? 2_000;
+    this.retryMaxMs = opts.retryMaxMs ?? 10 * 60_000;
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+  }
+
+  /** Picks up destinations that still have items in the outbox (from before a restart). */
+  async start(): Promise<void> {
+    const rows = await this.ctx.kv.read((tx) => tx.range<OutboxItem>(STORES.federationOutbox, {}));
+    for (const [key] of rows) {
+      const d = this.dest(String(key[0]));
+      if (!d.stored) {
+        d.stored = true;
+        this.schedule(d, this.retryBaseMs);
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
+  }
+
+  /** Fans PDUs out on the room's gossip topic (best effort). */
+  publish(roomId: string, pdus: readonly JsonObject[], edus: readonly JsonObject[] = []): void {
+    if (!this.transport || (pdus.length === 0 && edus.length === 0)) return;
+    const message: JsonObject = {
+      origin: this.ctx.serverName,
+      origin_server_ts: this.ctx.clock.now(),
+      pdus: [...pdus],
+      edus: [...edus],
+    };
+    this.transport.publish(roomId, message).catch((e) => this.ctx.logger.debug('federation: gossip publish failed', e));
+  }
+
+  /** Queues PDUs (wire JSON with their IDs) for each destination. */
+  sendPdus(destinations: Iterable<string>, pdus: ReadonlyArray<{ eventId: string; json: JsonObject }>): void {
+    if (pdus.length === 0) return;
+    for (const name of destinations) {
+      if (name === this.ctx.serverName) continue;
+      const d = this.dest(name);
+      for (const p of pdus) d.memory.push({ kind: 'pdu', eventId: p.eventId, json: p.json });
+      this.kick(d);
+    }
+  }
+
+  /** Queues an EDU for each destination; `keep` ones survive an unreachable destination (receipts, to-device…). */
+  sendEdu(destinations: Iterable<string>, edu: JsonObject, keep: boolean): void {
+    for (const name of destinations) {
+      if (name === this.ctx.serverName) continue;
+      const d = this.dest(name);
+      d.memory.push({ kind: 'edu', edu, keep });
+      this.kick(d);
+    }
+  }
+
+  /** The transport says `name` is reachable again: retry now. */
+  peerConnected(name: string): void {
+    const d = this.dests.get(name);
+    if (!d) return;
+    d.delayMs = 0;
+    if (d.timer) {
+      clearTimeout(d.timer);
+      d.timer = undefined;
+    }
+    this.kick(d);
+  }
+
+  /** Drops everything waiting for a destination (it will fetch what it lacks itself, with get_missing_events). */
+  async forget(name: string): Promise<void> {
+    const d = this.dests.get(name);
+    if (d) {
+      d.memory.length = 0;
+      d.stored = false;
+      if (d.timer) clearTimeout(d.timer);
+      d.timer = undefined;
+    }
+    await this.ctx.kv.write((tx) => tx.deleteRange(STORES.federationOutbox, { prefix: [name] }));
+  }
+
+  /** Items waiting per destination (memory; `stored` when the outbox also holds some). */
+  status(): Array<{ destination: string; waiting: number; stored: boolean; retryInMs?: number }> {
+    return [...this.dests.values()].map((d) => ({
+      destination: d.name,
+      waiting: d.memory.length,
+      stored: d.stored,
+      ...(d.timer ? { retryInMs: d.delayMs } : {}),
+    }));
+  }
+
+  /** Resolves when no destination has a transaction in flight or items in memory (backing-off ones excepted). */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    for (const d of this.dests.values()) {
+      if (d.sending || d.pendingWrites > 0) return false;
+      if (!d.timer && (d.memory.length > 0 || d.stored)) return false;
+    }
+    return true;
+  }
+
+  private checkIdle(): void {
+    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
+    const ws = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of ws) w();
+  }
+
+  private dest(name: string): Destination {
+    let d = this.dests.get(name);
+    if (!d) {
+      d = { name, memory: [], stored: false, sending: false, delayMs: 0, writes: Promise.resolve(), pendingWrites: 0 };
+      this.dests.set(name, d);
+    }
+    return d;
+  }
+
+  private kick(d: Destination): void {
+    if (this.stopped) return;
+    // Known to be down: what arrives now goes straight to the outbox, so a restart before it is back loses nothing.
+    if (d.timer) return this.persistQueued(d);
+    if (d.sending) return;
+    this.flush(d).catch((e) => this.ctx.logger.error('federation: sender failed', e));
+  }
+
+  private persistQueued(d: Destination): void {
+    d.pendingWrites++;
+    d.writes = d.writes
+      .then(() => this.keep(d))
+      .catch((e) => this.ctx.logger.error('federation: could not keep items for an unreachable server', e))
+      .finally(() => {
+        d.pendingWrites--;
+        this.checkIdle();
+      });
+  }
+
+  private schedule(d: Destination, delayMs: number): void {
+    if (this.stopped) return;
+    if (d.timer) clearTimeout(d.timer);
+    d.delayMs = delayMs;
+    d.timer = setTimeout(() => {
+      d.timer = undefined;
+      this.kick(d);
+    }, delayMs);
+    (d.timer as { unref?: () => void }).unref?.();
+  }
+
+  private async flush(d: Destination): Promise<void> {
+    d.sending = true;
+    try {
+      await d.writes;
+      while (!this.stopped) {
+        const batch = d.stored ? await this.storedBatch(d) : this.memoryBatch(d);
+        if (!batch) break;
+        const txnId = `${this.txnPrefix}.${++this.txnCounter}`;
+        const body: JsonObject = {
+          origin: this.ctx.serverName,
+          origin_server_ts: this.ctx.clock.now(),
+          pdus: batch.pdus,
+          edus: batch.edus,
+        };
+        try {
+          await this.remote.request(d.name, 'PUT', `/_matrix/federation/v1/send/${encodeURIComponent(txnId)}`, body, {
+            timeoutMs: this.timeoutMs,
+          });
+        } catch (e) {
+          const refused = e instanceof RemoteError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
+          if (!refused) {
+            // Unreachable, timed out or failing: keep what waits, try again later.
+            await this.keep(d);
+            const next = d.delayMs === 0 ? this.retryBaseMs : Math.min(d.delayMs * 2, this.retryMaxMs);
+            this.schedule(d, next);
+            this.ctx.logger.debug('federation: destination unreachable, will retry', { destination: d.name, inMs: next, error: e });
+            break;
+          }
+          // The destination refused this transaction: retrying the same one would not help.
+          this.ctx.logger.warn('federation: transaction refused', { destination: d.name, error: e });
+        }
+        d.delayMs = 0;
+        await batch.done();
+      }
+    } finally {
+      d.sending = false;
+      this.checkIdle();
+    }
+  }
+
+  private memoryBatch(d: Destination): { pdus: JsonObject[]; edus: JsonObject[]; done: () => Promise<void> } | undefined {
+    if (d.memory.length === 0) return undefined;
+    const pdus: JsonObject[] = [];
+    const edus: JsonObject[] = [];
+    let taken = 0;
+    for (const item of d.memory) {
+      if (item.kind === 'pdu') {
+        if (pdus.length >= MAX_TXN_PDUS) break;
+        pdus.push(item.json);
+      } else {
+        if (edus.length >= MAX_TXN_EDUS) break;
+        edus.push(item.edu);
+      }
+      taken++;
+    }
+    const items = d.memory.slice(0, taken);
+    return {
+      pdus,
+      edus,
+      done: async () => {
+        // Remove exactly what was sent (more may have been queued meanwhile).
+        d.memory.splice(0, items.length);
+      },
+    };
+  }
+
+  /** The oldest stored items (a transaction's worth), loading the PDUs' JSON from the events store. */
+  private async storedBatch(d: Destination): Promise<{ pdus: JsonObject[]; edus: JsonObject[]; done: () => Promise<void> } | undefined> {
+    const rows = await this.ctx.kv.read((tx) =>
+      tx.range<OutboxItem>(STORES.federationOutbox, { prefix: [d.name], limit: MAX_TXN_PDUS + MAX_TXN_EDUS }),
+    );
+    if (rows.length === 0) {
+      d.stored = false;
+      return this.memoryBatch(d);
+    }
+    const taken: typeof rows = [];
+    let pduCount = 0;
+    let eduCount = 0;
+    for (const row of rows) {
+      const item = row[1];
+      if ('eventId' in item) {
+        if (pduCount >= MAX_TXN_PDUS) break;
+        pduCount++;
+      } else {
+        if (eduCount >= MAX_TXN_EDUS) break;
+        eduCount++;
+      }
+      taken.push(row);
+    }
+    const ids = taken.flatMap(([, item]) => ('eventId' in item ? [item.eventId] : []));
+    const pdus = await this.ctx.kv.read(async (tx) => {
+      const recs = await recordsById(tx, ids);
+      const out: JsonObject[] = [];
+      for (const id of ids) {
+        const r: EventRecord | undefined = recs.get(id);
+        if (!r) continue;
+        const v = (await roomVersionOf(tx, r.roomId)) ?? roomVersion('10')!;
+        out.push(federationJson(r, v));
+      }
+      return out;
+    });
+    const edus = taken.flatMap(([, item]) => ('edu' in item && isJsonObject(item.edu) ? [item.edu] : []));
+    return {
+      pdus,
+      edus,
+      done: async () => {
+        await this.ctx.kv.write(async (tx) => {
+          for (const [key] of taken) await tx.delete(STORES.federationOutbox, key);
+        });
+      },
+    };
+  }
+
+  /** Writes what waits in memory to the outbox (ephemeral EDUs are dropped). */
+  private async keep(d: Destination): Promise<void> {
+    const items = d.memory.splice(0, d.memory.length);
+    const kept: OutboxItem[] = [];
+    for (const item of items) {
+      if (item.kind === 'pdu') kept.push({ eventId: item.eventId });
+      else if (item.keep) kept.push({ edu: item.edu });
+    }
+    if (kept.length === 0) return;
+    await this.ctx.kv.write(async (tx) => {
+      let seq = (await tx.get<number>(STORES.server, ['nextId', 'outbox'])) ?? 0;
+      for (const item of kept) await tx.put(STORES.federationOutbox, [d.name, ++seq], item);
+      await tx.put(STORES.server, ['nextId', 'outbox'], seq);
+    });
+    d.stored = true;
+  }
+}
