@@ -441,11 +441,11 @@ export class AccountsService {
         const fresh = await tx.get<UserRecord>(STORES.users, [u.userId]);
         if (fresh && fresh.passwordHash === u.passwordHash) await tx.put(STORES.users, [u.userId], { ...fresh, passwordHash: rehash });
       }
-      // Taking over an existing device: a fresh client brings new identity keys, so the old ones go (as Synapse
-      // lets a re-login replace them) — otherwise its /keys/upload would be refused as a key change.
-      const keysPos = deviceId !== undefined ? await dropDeviceKeys(tx, u.userId, deviceId) : undefined;
+      // Taking over an existing device keeps its end-to-end keys: a client that logs in again after a soft logout
+      // still has them and will not upload them again; a fresh client's different keys replace them on upload
+      // (keys.ts), as in Synapse.
       const devicePos = await this.putDevice(tx, u.userId, finalDeviceId, displayName, now, tokens, u.isGuest === true);
-      return { pos: devicePos ?? keysPos, tookOver: devicePos === undefined };
+      return { pos: devicePos, tookOver: devicePos === undefined };
     });
     // A new device revoked nothing; taking over an existing one revoked its old tokens.
     if (tookOver) this.tokensRevoked();
@@ -750,21 +750,6 @@ export class AccountsService {
 }
 
 // ---- Helpers
-
-/**
- * Deletes a device's end-to-end keys (identity keys, one-time keys, fallback keys: services/keys.ts). Returns the
- * stream position of the device-list change when it had identity keys, so other users re-query them.
- */
-async function dropDeviceKeys(tx: WriteTx, userId: string, deviceId: string): Promise<number | undefined> {
-  const had = await tx.get(STORES.e2eDeviceKeys, [userId, deviceId]);
-  await tx.delete(STORES.e2eDeviceKeys, [userId, deviceId]);
-  await tx.deleteRange(STORES.e2eOneTimeKeys, { prefix: [userId, deviceId] });
-  await tx.delete(STORES.e2eOtkState, [userId, deviceId]);
-  if (had === undefined) return undefined;
-  const pos = await allocatePosition(tx);
-  await tx.put(STORES.stream, [pos], { kind: 'device_list', userId } satisfies StreamEntry);
-  return pos;
-}
 
 /** The principal of a request that needs a full (non-guest) account. */
 function requireAccountHolder(principal: Principal | undefined): Principal {

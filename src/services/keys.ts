@@ -9,7 +9,8 @@
  *
  * ## Storage (schema.ts)
  * - e2e_device_keys [userId, deviceId] → the device_keys object as uploaded (plus signatures added later by the
- *   user's self-signing key). Identity keys never change for a device: a different upload is refused.
+ *   user's self-signing key). A different identity-key upload for a device replaces the old keys (a fresh client
+ *   on a reused device_id) and drops the one-time and fallback keys of the old identity.
  * - e2e_one_time_keys [userId, deviceId, algorithm, uploadSeq, keyId] → key; the upload sequence number makes a
  *   range read return keys in upload order, which /keys/claim must follow.
  * - e2e_otk_state [userId, deviceId] → counts per algorithm and the fallback keys, so /sync reads one record.
@@ -221,14 +222,16 @@ export class KeysService {
         const existing = await tx.get<DeviceKeysRecord>(STORES.e2eDeviceKeys, [userId, deviceId]);
         let json: JsonObject | undefined = deviceKeys;
         if (existing) {
-          if (!sameSignedContent(existing.json, deviceKeys)) {
-            throw invalidParam(
-              'device_keys',
-              'differs from the identity keys already uploaded for this device; log in as a new device to use new keys',
-            );
+          if (sameSignedContent(existing.json, deviceKeys)) {
+            // The same keys again: keep them, adding any new signatures.
+            json = mergeSignatures(existing.json, deviceKeys);
+          } else {
+            // New identity keys for this device (a fresh client logged in again with the same device_id): they
+            // replace the old ones, as Synapse lets them. One-time and fallback keys made by the old identity are
+            // useless to anyone who claims them, so they go in the same transaction.
+            await tx.deleteRange(STORES.e2eOneTimeKeys, { prefix: [userId, deviceId] });
+            await tx.delete(STORES.e2eOtkState, [userId, deviceId]);
           }
-          // The same keys again: keep them, adding any new signatures.
-          json = mergeSignatures(existing.json, deviceKeys);
         }
         if (json) {
           await tx.put(STORES.e2eDeviceKeys, [userId, deviceId], { json } satisfies DeviceKeysRecord);

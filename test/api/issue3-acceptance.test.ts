@@ -2,7 +2,7 @@
  * Issue 3's Client-Server list, item by item, for the behaviours no other API test covers: createRoom's options and
  * room versions, every membership change (join by ID and alias, invite, leave, forget, kick, ban, unban, knock),
  * member lists with `at` and membership filters, idempotent sends, state, single events, redaction, profile changes
- * reaching member events, and a re-login on an existing device dropping its old end-to-end keys.
+ * reaching member events, and a re-login on an existing device keeping its end-to-end keys until new ones replace them.
  *
  * Spec: data/api/client-server/{create_room,joining,inviting,leaving,kicking,banning,knocking,rooms,room_state,
  * room_send,redaction,list_joined_rooms,profile,login,keys}.yaml; content/client-server-api/_index.md (#creation,
@@ -600,7 +600,7 @@ describe('profile', () => {
   });
 });
 
-// ---- Login on an existing device replaces its end-to-end keys
+// ---- Login on an existing device: its end-to-end keys stay until a new identity replaces them
 
 async function signedDeviceKeys(user: { userId: string; deviceId: string }): Promise<JsonObject> {
   const seed = generateSeed();
@@ -618,7 +618,7 @@ async function signedDeviceKeys(user: { userId: string; deviceId: string }): Pro
 }
 
 describe('POST /login with an existing device_id', () => {
-  test("drops the device's old identity, one-time and fallback keys, so the new client can upload its own", async () => {
+  test("keeps the device's keys until the new client uploads different ones, which replace them", async () => {
     const hs = await newHomeserver();
     const alice = await newUser(hs, undefined, { password: 'pw-e2e', deviceId: 'PHONE' });
     const bob = await newUser(hs);
@@ -626,42 +626,47 @@ describe('POST /login with an existing device_id', () => {
     await joinRoom(hs, bob, roomId);
     const upload = (token: string, body: JsonObject) => call(hs, 'POST', `${C}/keys/upload`, body, token);
     const query = async () => ok(await call(hs, 'POST', `${C}/keys/query`, { device_keys: { [alice.userId]: [] } }, bob.accessToken)).device_keys[alice.userId];
+    const claimPhone = async () =>
+      ok(await call(hs, 'POST', `${C}/keys/claim`, { one_time_keys: { [alice.userId]: { PHONE: 'signed_curve25519' } } }, bob.accessToken)).one_time_keys;
 
     const oldKeys = await signedDeviceKeys(alice);
     const counts = ok(
       await upload(alice.accessToken, {
         device_keys: oldKeys,
-        one_time_keys: { 'signed_curve25519:AAAA': { key: 'old-otk', signatures: {} } },
+        one_time_keys: {
+          'signed_curve25519:AAAA': { key: 'old-otk', signatures: {} },
+          'signed_curve25519:AAAB': { key: 'old-otk-2', signatures: {} },
+        },
         fallback_keys: { 'signed_curve25519:FFFF': { key: 'old-fallback', fallback: true, signatures: {} } },
       }),
     ).one_time_key_counts;
-    expect(counts.signed_curve25519).toBe(1);
+    expect(counts.signed_curve25519).toBe(2);
+
+    // A client logging in again after a soft logout keeps its keys and does not upload them again: they stay.
+    const again = await login(hs, alice.userId, 'pw-e2e', { device_id: 'PHONE' });
+    expect(again.deviceId).toBe('PHONE');
+    expect((await query()).PHONE.keys).toEqual(oldKeys.keys);
+    expect((await claimPhone())[alice.userId].PHONE).toEqual({ 'signed_curve25519:AAAA': { key: 'old-otk', signatures: {} } });
     const bobSince = (await sync(hs, bob)).next_batch;
 
-    // The same device ID from a fresh client: its new keys would be refused while the old ones are kept.
+    // A fresh client on the same device ID brings new identity keys: they replace the old ones, and the old
+    // identity's one-time and fallback keys go with them.
     const fresh = await login(hs, alice.userId, 'pw-e2e', { device_id: 'PHONE' });
-    expect(fresh.deviceId).toBe('PHONE');
-    expect((await query()).PHONE).toBeUndefined();
-    const claim = ok(await call(hs, 'POST', `${C}/keys/claim`, { one_time_keys: { [alice.userId]: { PHONE: 'signed_curve25519' } } }, bob.accessToken));
-    expect(claim.one_time_keys).toEqual({});
+    const newKeys = await signedDeviceKeys(fresh);
+    ok(await upload(fresh.accessToken, { device_keys: newKeys }));
+    expect((await query()).PHONE.keys).toEqual(newKeys.keys);
+    expect(await claimPhone()).toEqual({});
     const aliceSync = await sync(hs, { ...alice, ...fresh });
     expect(aliceSync.device_one_time_keys_count).toEqual({ signed_curve25519: 0 });
     expect(aliceSync.device_unused_fallback_key_types).toEqual([]);
     // Bob, who shares a room, hears that alice's keys changed.
     expect((await sync(hs, bob, { since: bobSince })).device_lists.changed).toContain(alice.userId);
 
-    const newKeys = await signedDeviceKeys(fresh);
-    ok(await upload(fresh.accessToken, { device_keys: newKeys, one_time_keys: { 'signed_curve25519:BBBB': { key: 'new-otk', signatures: {} } } }));
-    expect((await query()).PHONE.keys).toEqual(newKeys.keys);
-
-    // Logging in to a device that never had keys, or to a new device, leaves everyone else's keys alone.
+    ok(await upload(fresh.accessToken, { one_time_keys: { 'signed_curve25519:BBBB': { key: 'new-otk', signatures: {} } } }));
+    // Logging in to another device leaves PHONE's keys alone.
     const tablet = await login(hs, alice.userId, 'pw-e2e', { device_id: 'TABLET' });
-    await login(hs, alice.userId, 'pw-e2e', { device_id: 'TABLET' });
     expect(tablet.deviceId).toBe('TABLET');
     expect((await query()).PHONE.keys).toEqual(newKeys.keys);
-    expect(
-      ok(await call(hs, 'POST', `${C}/keys/claim`, { one_time_keys: { [alice.userId]: { PHONE: 'signed_curve25519' } } }, bob.accessToken))
-        .one_time_keys[alice.userId].PHONE,
-    ).toEqual({ 'signed_curve25519:BBBB': { key: 'new-otk', signatures: {} } });
+    expect((await claimPhone())[alice.userId].PHONE).toEqual({ 'signed_curve25519:BBBB': { key: 'new-otk', signatures: {} } });
   });
 });

@@ -158,18 +158,20 @@ describe('POST /keys/upload', () => {
     expect((await query(hs, bob, { [alice.userId]: [] })).body.device_keys[alice.userId]).toEqual({});
   });
 
-  test('identity keys cannot change; the same keys again are accepted', async () => {
+  test('the same identity keys again are accepted; different ones replace them and drop the old one-time keys', async () => {
     const hs = await newHomeserver();
     const alice = await newUser(hs);
     const first = await uploadDeviceKeys(hs, alice);
     const again = await call(hs, 'POST', `${C}/keys/upload`, { device_keys: first.json }, alice.accessToken);
     expect(again.status).toBe(200);
+    const otk = await call(hs, 'POST', `${C}/keys/upload`, { one_time_keys: { 'signed_curve25519:OLD': { key: 'old', signatures: {} } } }, alice.accessToken);
+    expect(otk.body.one_time_key_counts.signed_curve25519).toBe(1);
     const other = await deviceKeys(alice);
     const res = await call(hs, 'POST', `${C}/keys/upload`, { device_keys: other.json }, alice.accessToken);
-    expect(res.status).toBe(400);
-    expect(res.body.errcode).toBe('M_INVALID_PARAM');
+    expect(res.status).toBe(200);
+    expect(res.body.one_time_key_counts).toEqual({ signed_curve25519: 0 });
     const q = await query(hs, alice, { [alice.userId]: [alice.deviceId] });
-    expect(q.body.device_keys[alice.userId][alice.deviceId].keys).toEqual(first.json.keys);
+    expect(q.body.device_keys[alice.userId][alice.deviceId].keys).toEqual(other.json.keys);
   });
 
   test('malformed bodies', async () => {
