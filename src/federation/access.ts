@@ -32,6 +32,16 @@ export class RoomServers {
   invalidate(roomId: string): void {
     this.cache.delete(roomId);
   }
+
+  /**
+   * A member event was stored: a join only adds its server (no re-read: rooms with many joins stay cheap);
+   * anything else may remove one, so the room is read again next time.
+   */
+  noteMembership(roomId: string, userId: string, membership: string | undefined): void {
+    const hit = this.cache.get(roomId);
+    if (hit && membership === 'join') hit.add(domainOf(userId));
+    else this.cache.delete(roomId);
+  }
 }
 
 export async function joinedServersIn(tx: ReadTx, roomId: string): Promise<Set<string>> {

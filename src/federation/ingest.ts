@@ -79,10 +79,21 @@ const MAX_REMOTE_PREV_STATES = 5;
 const FETCH_ONE_BY_ONE = 10;
 
 type StateSource = { group: number } | { map: StateMap };
+/** State entries of some state groups, read ahead: group → the IDs found, their records, and the keys looked up. */
+type Preloaded = Map<number, { ids: Map<StateKey, string>; recs: Map<string, EventRecord>; looked: Set<StateKey> }>;
+
+/**
+ * The JSON we keep of a received event: `unsigned` is the sender's, outside hashes and signatures, so it is not
+ * trusted (clients read prev_content from it); ours replaces it.
+ */
+function storedJson(json: JsonObject, unsigned?: JsonObject): JsonObject {
+  const { unsigned: _theirs, ...rest } = json;
+  return unsigned ? { ...rest, unsigned } : rest;
+}
 
 /** A record for an outlier. */
 function outlierRecord(pdu: Pdu, rejected?: string): EventRecord {
-  const rec: EventRecord = { eventId: pdu.eventId, json: pdu.json, roomId: pdu.roomId, stateBefore: 0, stateAfter: 0, outlier: true };
+  const rec: EventRecord = { eventId: pdu.eventId, json: storedJson(pdu.json), roomId: pdu.roomId, stateBefore: 0, stateAfter: 0, outlier: true };
   if (rejected !== undefined) rec.rejected = rejected;
   return rec;
 }
@@ -208,16 +219,27 @@ export class Ingest {
   /** Steps 4–6 and the write for an event that passed steps 1–3. */
   async receiveChecked(origin: string, checked: CheckedPdu, version: RoomVersion, opts: ReceiveOptions = {}): Promise<PduOutcome> {
     const pdu = checked.pdu;
-    const existing = await this.kv.read((tx) => tx.get<EventRecord>(STORES.events, [pdu.eventId]));
-    if (existing && !existing.outlier) return { eventId: pdu.eventId, status: 'known', pdu };
     if (pdu.type === 'm.room.create') {
       // A room's create event only ever comes with the room (send_join); a new one here is an outlier at most.
       return { eventId: pdu.eventId, status: 'dropped', reason: 'create events are not accepted into a room held here' };
     }
+    const createId = impliedCreateId(pdu.roomId, version);
+    const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
+    // One read tells whether anything must be fetched first (usually nothing).
+    const have = await this.kv.read((tx) => recordsById(tx, [pdu.eventId, ...auth, ...pdu.prevEvents]));
+    const existing = have.get(pdu.eventId);
+    if (existing && !existing.outlier) return { eventId: pdu.eventId, status: 'known', pdu };
+    const graphHas = (id: string) => {
+      const r = have.get(id);
+      return r !== undefined && !r.outlier;
+    };
     try {
-      await this.ensureAuthEvents(origin, pdu, version);
-      if (opts.fetchMissing !== false) await this.fetchMissingPrevs(origin, pdu, version);
-      const remoteStates = await this.statesOfUnknownPrevs(origin, pdu, version);
+      if (!auth.every((id) => have.has(id))) await this.ensureAuthEvents(origin, pdu, version);
+      let remoteStates = new Map<string, StateMap>();
+      if (!pdu.prevEvents.every(graphHas)) {
+        if (opts.fetchMissing !== false) await this.fetchMissingPrevs(origin, pdu, version);
+        remoteStates = await this.statesOfUnknownPrevs(origin, pdu, version);
+      }
       return await this.rooms.runExclusive(pdu.roomId, () => this.commit(pdu, version, remoteStates));
     } catch (e) {
       this.ctx.logger.warn('federation: could not process an event', { eventId: pdu.eventId, error: e });
@@ -459,7 +481,12 @@ export class Ingest {
     const id = pdu.eventId;
     const createId = impliedCreateId(roomId, version);
     const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
+    // State entries read together with the prev events, by state group: the checks then need no more reads.
+    const pre: Preloaded = new Map();
 
+    const keys = authKeys(pdu, version);
+    const ownKey = pdu.stateKey !== undefined ? stateKey(pdu.type, pdu.stateKey) : undefined;
+    const wanted = ownKey !== undefined && !keys.includes(ownKey) ? [...keys, ownKey] : keys;
     const read = await this.kv.read(async (tx) => {
       const [room, existing, extRows] = await Promise.all([
         getRoom(tx, roomId),
@@ -468,6 +495,21 @@ export class Ingest {
       ]);
       const ext = extRows.map(([k]) => String(k[1]));
       const recs = await recordsById(tx, [...pdu.prevEvents, ...auth, ...ext]);
+      // The usual case: every prev event known, one state group before the event (and it may be the current
+      // state). Its entries the checks read are loaded here, in the same round trip.
+      const groups = new Set<number>();
+      for (const p of pdu.prevEvents) {
+        const r = recs.get(p);
+        if (!r || r.outlier || r.roomId !== roomId) return { room, existing, ext, recs };
+        groups.add(r.stateAfter);
+      }
+      if (groups.size === 1) {
+        for (const g of new Set([...groups, ...(room ? [room.stateGroup] : [])])) {
+          const ids = await stateLookup(tx, g, wanted);
+          const stateRecs = await recordsById(tx, ids.values());
+          pre.set(g, { ids, recs: stateRecs, looked: new Set(wanted) });
+        }
+      }
       return { room, existing, ext, recs };
     });
     const { room, ext, recs } = read;
@@ -502,9 +544,8 @@ export class Ingest {
     let rejected: string | undefined = step4.ok ? undefined : `auth events: ${step4.reason}`;
 
     // 5. Against the state before the event.
-    const keys = authKeys(pdu, version);
     if (rejected === undefined) {
-      const state = await this.authStateOf(before, keys, version);
+      const state = await this.authStateOf(before, keys, version, pre);
       const step5 = authorize(pdu, state, version);
       if (!step5.ok) rejected = `state before the event: ${step5.reason}`;
     }
@@ -512,7 +553,7 @@ export class Ingest {
     // 6. Against the current state (the same state when the event extends the room's current state).
     let softFailed = false;
     if (rejected === undefined && !('group' in before && before.group === room.stateGroup)) {
-      const state = await this.authStateOf({ group: room.stateGroup }, keys, version);
+      const state = await this.authStateOf({ group: room.stateGroup }, keys, version, pre);
       softFailed = !authorize(pdu, state, version).ok;
     }
 
@@ -566,12 +607,14 @@ export class Ingest {
     const redactionTarget = accepted && pdu.type === 'm.room.redaction' && pdu.redacts !== undefined
       ? await this.redactionAllowed(pdu, version, before)
       : undefined;
+    // What a state event replaced (unsigned.replaces_state / prev_content / prev_sender, as for local events).
+    const unsigned = key !== undefined ? await this.replacedState(before, key, version, pre) : undefined;
 
     const status: PduStatus = rejected !== undefined ? 'rejected' : softFailed ? 'soft_failed' : 'accepted';
     const lastPos = await this.kv.write(async (tx) => {
       const beforeGroup = 'group' in before ? before.group : await this.groupFor(tx, room.stateGroup, beforeMap!);
       const afterGroup = key !== undefined ? await addStateGroup(tx, beforeGroup, new Map([[key, id]]), beforeMap && new Map(beforeMap).set(key, id)) : beforeGroup;
-      const rec: EventRecord = { eventId: id, json: pdu.json, roomId, stateBefore: beforeGroup, stateAfter: afterGroup };
+      const rec: EventRecord = { eventId: id, json: storedJson(pdu.json, unsigned), roomId, stateBefore: beforeGroup, stateAfter: afterGroup };
       if (rejected !== undefined) rec.rejected = rejected;
       if (softFailed) rec.softFailed = true;
       let pos: number | undefined;
@@ -632,6 +675,25 @@ export class Ingest {
     return { eventId: id, status, reason: rejected, pdu };
   }
 
+  /** `unsigned` for a state event: the event it replaces in the state before it, if any. */
+  private async replacedState(before: StateSource, key: StateKey, version: RoomVersion, preloaded?: Preloaded): Promise<JsonObject | undefined> {
+    const pre = 'group' in before ? preloaded?.get(before.group) : undefined;
+    if (pre && pre.looked.has(key)) {
+      const id = pre.ids.get(key);
+      const prev = id === undefined ? undefined : pre.recs.get(id);
+      if (!prev || id === undefined) return undefined;
+      const p = pduOf(prev, version);
+      return { replaces_state: id, prev_content: p.content, prev_sender: p.sender };
+    }
+    return this.kv.read(async (tx) => {
+      const id = 'group' in before ? (await stateLookup(tx, before.group, [key])).get(key) : before.map.get(key);
+      const prev = id === undefined ? undefined : await tx.get<EventRecord>(STORES.events, [id]);
+      if (!prev || id === undefined) return undefined;
+      const p = pduOf(prev, version);
+      return { replaces_state: id, prev_content: p.content, prev_sender: p.sender };
+    });
+  }
+
   /** One state from several: a single group as it is, else the resolution of all of them. */
   private async resolveSources(sources: StateSource[], version: RoomVersion, roomId: string, events: StoreEventSource): Promise<StateSource> {
     if (sources.length === 1) return sources[0];
@@ -644,7 +706,17 @@ export class Ingest {
   }
 
   /** The auth state for `keys` of a state (the events behind them, redacted as auth sees them). */
-  private async authStateOf(s: StateSource, keys: readonly StateKey[], version: RoomVersion): Promise<AuthState> {
+  private async authStateOf(s: StateSource, keys: readonly StateKey[], version: RoomVersion, preloaded?: Preloaded): Promise<AuthState> {
+    const pre = 'group' in s ? preloaded?.get(s.group) : undefined;
+    if (pre && keys.every((k) => pre.looked.has(k))) {
+      const out = new Map<StateKey, Pdu>();
+      for (const k of keys) {
+        const v = pre.ids.get(k);
+        const r = v === undefined ? undefined : pre.recs.get(v);
+        if (r) out.set(k, pduOf(r, version));
+      }
+      return { get: (t, k) => out.get(stateKey(t, k)) };
+    }
     const found = await this.kv.read(async (tx) => {
       let ids: Map<StateKey, string>;
       if ('group' in s) ids = await stateLookup(tx, s.group, keys);

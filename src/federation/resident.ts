@@ -24,7 +24,7 @@ import type { RoomVersion } from '../core/room-versions.js';
 import { roomVersion } from '../core/room-versions.js';
 import { signEvent } from '../core/signing.js';
 import type { ReadTx } from '../storage/kv.js';
-import type { EventRecord, RoomRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
+import type { EventRecord, MemberRecord, RoomRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import { loadStateGroup } from '../storage/state-groups.js';
 import type { UserRecord } from '../services/accounts.js';
@@ -262,8 +262,13 @@ export class Resident {
     const target = pdu.stateKey;
     if (target === undefined || domainOf(target) !== this.ctx.serverName) throw invalidParam('state_key', 'is not a user of this server');
     if (domainOf(pdu.sender) !== origin) throw forbidden(`The inviter is not a user of ${origin}`);
-    const user = await this.ctx.kv.read((tx) => tx.get<UserRecord>(STORES.users, [target]));
+    const { user, member } = await this.ctx.kv.read(async (tx) => ({
+      user: await tx.get<UserRecord>(STORES.users, [target]),
+      member: await tx.get<MemberRecord>(STORES.roomMembers, [roomId, target]),
+    }));
     if (!user || user.deactivated) throw notFound(`Unknown user ${target}`);
+    // A room we follow: an invite the room's state would refuse must not reach the user's room list.
+    if (member?.membership === 'join' || member?.membership === 'ban') throw forbidden(`${target} is ${member.membership === 'join' ? 'already in' : 'banned from'} the room`);
 
     const signed = await signEvent(checked.value.pdu.json, version, this.ctx.serverName, this.ctx.identity.key);
     const roomState = (body.invite_room_state ?? []) as JsonValue[];
@@ -283,7 +288,8 @@ export class Resident {
         const existing = await tx.get<EventRecord>(STORES.events, [pdu.eventId]);
         if (existing && !existing.outlier) return undefined;
         const p = await allocatePosition(tx);
-        const json: JsonObject = { ...pdu.json, unsigned: { ...(isJsonObject(pdu.json.unsigned) ? pdu.json.unsigned : {}), ...unsigned } };
+        // The sender's `unsigned` is not trusted (it is outside the signatures): only ours is kept.
+        const json: JsonObject = { ...wireJson(pdu.json), unsigned };
         const rec: EventRecord = { eventId: pdu.eventId, json, roomId, pos: p, stateBefore: 0, stateAfter: 0, outlier: true };
         await tx.put(STORES.events, [pdu.eventId], rec);
         const membership = pdu.membership ?? 'leave';

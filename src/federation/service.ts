@@ -206,8 +206,8 @@ export class FederationService implements FederationInbound, FederationHandlers 
       memberChange = true;
       const target = e.stateKey ?? '';
       if (e.membership === 'leave' || e.membership === 'ban') also.push(domainOf(target));
+      this.servers.noteMembership(roomId, target, e.membership);
     }
-    if (memberChange) this.servers.invalidate(roomId);
     if (!this.c.network) return;
     void (async () => {
       await relay(this.parts, roomId, events, { also });
@@ -217,6 +217,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
 
   private afterRemoteEvents(roomId: string, pdus: readonly Pdu[]): void {
     if (!pdus.some((p) => p.type === 'm.room.member')) return;
+    // Re-read rather than patch: a remote member event may have come with a state resolution.
     this.servers.invalidate(roomId);
     void this.updateSubscription(roomId).catch((e) => this.c.ctx.logger.warn('federation: subscription update failed', e));
   }

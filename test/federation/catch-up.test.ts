@@ -87,6 +87,26 @@ describe('catching up', () => {
   });
 });
 
+describe('membership changes made elsewhere', () => {
+  test('a user on B kicked by A: the room moves to leave in their /sync, with what they were', async () => {
+    fed = await newFederation(2);
+    const [a, b] = fed.servers;
+    const alice = await newUser(a, 'alice');
+    const bob = await newUser(b, 'bob');
+    const room = await newPublicRoom(a, alice);
+    expect((await call(b, 'POST', `${C}/join/${enc(room)}?via=${enc(a.serverName)}`, {}, bob.accessToken)).status).toBe(200);
+    await fed.settle();
+    const vb = new SyncView(b, bob);
+    await vb.poll();
+    expect((await call(a, 'POST', `${C}/rooms/${enc(room)}/kick`, { user_id: bob.userId, reason: 'bye' }, alice.accessToken)).status).toBe(200);
+    await vb.until(() => vb.left.has(room), 5000, 'the room in leave');
+    const joined = await call(b, 'GET', `${C}/joined_rooms`, undefined, bob.accessToken);
+    expect(joined.body.joined_rooms).not.toContain(room);
+    const leave = await call(b, 'GET', `${C}/rooms/${enc(room)}/state/m.room.member/${enc(bob.userId)}`, undefined, bob.accessToken);
+    expect(leave.body).toMatchObject({ membership: 'leave', reason: 'bye' });
+  });
+});
+
 describe('room versions', () => {
   test('rooms of every version federate: remote join, messages both ways', async () => {
     fed = await newFederation(2);

@@ -215,6 +215,15 @@ describe('invites', () => {
     const unknownUser = await inviteEvent(`@ghost:${a.serverName}`);
     expectError(await req(b, 'PUT', `${F}/v2/invite/${enc(unknownUser.roomId)}/${enc(unknownUser.eventId)}`, { room_version: '12', event: unknownUser.json }), 404, 'M_NOT_FOUND');
     expectError(await req(b, 'PUT', path, { room_version: '12', event: ev.json, invite_room_state: 'x' }), 400, 'M_BAD_JSON');
+    // A user already joined to a room this server follows cannot be 'invited' to it again.
+    const v = roomVersion('11')!;
+    const joinedAlready = await buildEvent(
+      { type: 'm.room.member', room_id: room, sender: bob.userId, state_key: alice.userId, content: { membership: 'invite' }, prev_events: [], auth_events: [], depth: 9, origin_server_ts: Date.now() },
+      v,
+      b.serverName,
+      b.identity.key,
+    );
+    expectError(await req(b, 'PUT', `${F}/v2/invite/${enc(room)}/${enc(joinedAlready.eventId)}`, { room_version: '11', event: joinedAlready.json }), 403, 'M_FORBIDDEN');
   });
 });
 

@@ -132,6 +132,22 @@ describe('PDUs that fail the checks on receipt', () => {
     expect(JSON.stringify(va.timeline.get(room))).not.toContain('tampered');
   });
 
+  test("the sender's `unsigned` is not kept: prev_content is what the event really replaced", async () => {
+    const h = await head(room);
+    const ev = await craft(room, {
+      type: 'm.room.member',
+      state_key: mallory.userId,
+      content: { membership: 'join', displayname: 'Mallory' },
+      unsigned: { prev_content: { membership: 'leave', displayname: 'fake' }, age: 1 },
+    }, { auth: ['m.room.power_levels|', `m.room.member|${mallory.userId}`, 'm.room.join_rules|'].map((k) => h.state.get(k)!) });
+    const res = await sendTxn({ origin: m.serverName, origin_server_ts: Date.now(), pdus: [ev.json] });
+    expect((res.body as any).pdus[ev.eventId], JSON.stringify(res.body)).toEqual({});
+    const rec = await stored(ev.eventId);
+    expect((rec!.json.unsigned as any).prev_content.membership).toBe('join');
+    expect((rec!.json.unsigned as any).replaces_state).toBe(h.state.get(`m.room.member|${mallory.userId}`));
+    expect((rec!.json.unsigned as any).age).toBeUndefined();
+  });
+
   test('power levels the sender may not set: rejected against its auth events, never in the timeline or state', async () => {
     const h = await head(room);
     const pl = await stored(h.state.get('m.room.power_levels|')!);
