@@ -7,6 +7,7 @@
  *
  * Options: --only http,storage,state-res   --sends N (sequential sends, default 2000)   --per-sender N (default 250)
  *          --cpu-prof (profile the server; the .cpuprofile lands in bench/profiles/)   --members N --runs N (state-res)
+ *          --node-arg FLAG (repeatable: a Node/V8 option for the server process, e.g. --max-semi-space-size=2)
  * Prints a table with pass/fail against the targets of issue 3, then one JSON line.
  */
 import { spawn } from 'node:child_process';
@@ -47,6 +48,7 @@ const { values: opts } = parseArgs({
     sends: { type: 'string', default: '2000' },
     'per-sender': { type: 'string', default: '250' },
     'cpu-prof': { type: 'boolean', default: false },
+    'node-arg': { type: 'string', multiple: true },
     members: { type: 'string' },
     runs: { type: 'string' },
   },
@@ -114,7 +116,7 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
   const profDir = join(HERE, 'profiles');
   if (opts['cpu-prof']) mkdirSync(profDir, { recursive: true });
   const peer: ServedPeer = await startServe({
-    nodeArgs: opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+    nodeArgs: [...(opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), ...(opts['node-arg'] ?? [])],
     args: ['--log-level', 'warn'],
   });
   json.serverName = peer.serverName;

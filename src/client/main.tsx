@@ -1,31 +1,47 @@
+/// <reference types="vite/client" />
 /**
- * Placeholder page until the in-page homeserver and the Preact client land (issue 4). It shows honestly what the
- * page can do today: ask the Node peer that served it which Client-Server API versions it speaks.
+ * Entry point of the page: start the in-page homeserver (the service worker), then the chat client, which talks
+ * to it through the standard Client-Server API at this page's origin.
  */
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { ensureHomeserver } from '../browser/register-sw.js';
+import { App } from './app.js';
+import './styles.css';
 
-function App() {
-  const [versions, setVersions] = useState<string>('asking the homeserver…');
-  useEffect(() => {
-    fetch('/_matrix/client/versions')
-      .then((r) => r.json())
-      .then((j: { versions?: string[] }) => setVersions((j.versions ?? []).join(', ') || 'none'))
-      .catch((e: unknown) => setVersions(`unreachable (${String(e)})`));
-  }, []);
+function Fatal({ message }: { message: string }) {
   return (
-    <main style={{ fontFamily: 'system-ui, sans-serif', maxWidth: '40rem', margin: '3rem auto', padding: '0 1rem' }}>
-      <h1>Hearth</h1>
-      <p>A peer-to-peer Matrix homeserver that lives in a web page.</p>
-      <p>
-        This build is the foundation: the Matrix core (events, signing, authorization, state resolution) and the Node
-        peer. The in-page homeserver and chat client are not built yet.
-      </p>
-      <p>
-        Client-Server API versions served by this peer: <strong data-testid="versions">{versions}</strong>
-      </p>
-    </main>
+    <div class="first-run">
+      <div class="card first-run-card" role="alert">
+        <h1>Hearth cannot start here</h1>
+        <p>{message}</p>
+        <p class="muted">Open this page in a current browser over https (or on localhost).</p>
+      </div>
+    </div>
   );
 }
 
-render(<App />, document.getElementById('app')!);
+async function homeserverAnswers(): Promise<boolean> {
+  try {
+    const r = await fetch('/_matrix/client/versions');
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function boot(): Promise<void> {
+  const root = document.getElementById('app')!;
+  try {
+    await ensureHomeserver();
+  } catch (e) {
+    // No in-page homeserver (no service worker here): the server that sent this page may be one (`hearth start`).
+    if (!(await homeserverAnswers())) {
+      render(<Fatal message={(e as Error).message} />, root);
+      return;
+    }
+  }
+  root.textContent = '';
+  render(<App baseUrl={location.origin} />, root);
+}
+
+void boot();

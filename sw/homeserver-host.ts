@@ -1,0 +1,245 @@
+/**
+ * The homeserver inside the service worker: opened lazily on the first `/_matrix` request of each worker start,
+ * with nothing authoritative kept in memory (IndexedDB holds it all), so the browser may stop the worker at any
+ * moment. See docs/decisions/service-worker-host.md.
+ *
+ * Start-up = take the instance lock (instance-lock.ts) → open IndexedDB → run the schema migrations → load (or, on
+ * the very first start, create) the server's key → build the services. Each phase is timed and logged, and
+ * reported by {@link HomeserverHost.stats} (the page can ask for it with a `hearth:stats` message).
+ */
+import { createHomeserver } from '../src/homeserver.js';
+import type { Homeserver } from '../src/homeserver.js';
+import type { FederationTransport } from '../src/federation/transport.js';
+import type { Logger } from '../src/services/context.js';
+import { openIdbKv } from '../src/storage/idb-kv.js';
+import type { Kv } from '../src/storage/kv.js';
+import { runMigrations } from '../src/storage/migrations.js';
+import { HOMESERVER_MIGRATIONS, HOMESERVER_STORES } from '../src/storage/schema.js';
+import { CHANNEL_NAME, acquireInstanceLock } from './instance-lock.js';
+import type { HeldLock } from './instance-lock.js';
+
+/** How long an instance answers long polls at once after a new version announced itself. */
+const DRAIN_MAX_MS = 10_000;
+
+/** The IndexedDB database the in-page homeserver lives in. */
+export const DB_NAME = 'hearth';
+
+/** Milliseconds spent in each start-up phase. */
+export interface StartupTimings {
+  lockMs: number;
+  openMs: number;
+  migrateMs: number;
+  homeserverMs: number;
+  totalMs: number;
+  lock: HeldLock['how'];
+}
+
+export interface HostStats {
+  /** Random per worker start: a change means the worker was stopped and started again. */
+  instanceId: string;
+  /** Worker script evaluation time (ms since the epoch). */
+  startedAt: number;
+  serverName?: string;
+  startup?: StartupTimings;
+  served: number;
+  /** Milliseconds spent inside the homeserver's `fetch`, summed over `served` requests (excludes the browser's
+   *  dispatch to and from the worker). */
+  servingMs: number;
+  inFlight: number;
+  state: 'idle' | 'starting' | 'running' | 'retiring' | 'retired';
+}
+
+interface Running {
+  hs: Homeserver;
+  kv: Kv;
+  lock: HeldLock;
+}
+
+export interface HostInit {
+  logger: Logger;
+  dbName?: string;
+  /** How long to wait for an older instance to hand over before stealing the lock. */
+  stealAfterMs?: number;
+  /** How long a retiring instance waits for its running requests before closing anyway. */
+  drainMs?: number;
+  /** The federation transport (network-bridge.ts: forwards to the tab running libp2p); absent: no federation. */
+  network?: FederationTransport;
+}
+
+export class HomeserverHost {
+  private running?: Promise<Running>;
+  private state: HostStats['state'] = 'idle';
+  /** Requests being served → their abort controller and whether they are a long poll (/sync). */
+  private readonly inFlight = new Map<Promise<Response>, [AbortController, boolean]>();
+  private draining = false;
+  private served = 0;
+  private servingMs = 0;
+  private startup?: StartupTimings;
+  private serverName?: string;
+  private readonly instanceId = crypto.randomUUID();
+  private readonly startedAt = Date.now();
+  private readonly channel: BroadcastChannel | undefined;
+
+  constructor(private readonly init: HostInit) {
+    this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL_NAME) : undefined;
+    this.channel?.addEventListener('message', (e: MessageEvent) => {
+      const msg = e.data as { type?: string; from?: string } | null;
+      if (!msg || msg.from === this.instanceId) return;
+      if (msg.type === 'draining') this.drain();
+      else if (msg.type === 'handover' && this.state === 'running') void this.retire('a newer instance is taking over');
+    });
+  }
+
+  /**
+   * Called in the `install` event of a new worker version. Chromium activates the new version only once the old one
+   * has no fetch in flight, and a /sync long poll holds one for up to its timeout: so we ask the running instance
+   * (if any) to end its long polls now and answer new ones at once until it is replaced. It keeps serving.
+   */
+  announceUpdate(): void {
+    this.channel?.postMessage({ type: 'draining', from: this.instanceId });
+  }
+
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.init.logger.info('a new version is installing: ending long polls so it can take over');
+    for (const [ctl, longPoll] of this.inFlight.values()) if (longPoll) ctl.abort();
+    // If the new version fails to install (say, offline), long polls must not stay instant: clients would spin.
+    setTimeout(() => (this.draining = false), DRAIN_MAX_MS);
+  }
+
+  stats(): HostStats {
+    return {
+      instanceId: this.instanceId,
+      startedAt: this.startedAt,
+      serverName: this.serverName,
+      startup: this.startup,
+      served: this.served,
+      servingMs: Math.round(this.servingMs * 100) / 100,
+      inFlight: this.inFlight.size,
+      state: this.state,
+    };
+  }
+
+  /** Starts the homeserver if needed (used by the fetch path, and to warm up on activation). */
+  ready(): Promise<Running> {
+    if (this.state === 'retiring' || this.state === 'retired') return Promise.reject(new RetiredError());
+    this.running ??= this.start().catch((e: unknown) => {
+      this.running = undefined;
+      this.state = 'idle';
+      throw e;
+    });
+    return this.running;
+  }
+
+  /** Answers one `/_matrix` (or `/.well-known/matrix`) request. Never rejects. */
+  async fetch(request: Request): Promise<Response> {
+    let running: Running;
+    try {
+      running = await this.ready();
+    } catch (e) {
+      return this.unavailable(e);
+    }
+    // A /sync long poll gets a signal we can abort (it then answers at once with what it has); other requests run
+    // to their end. While draining, long polls answer at once.
+    const ctl = new AbortController();
+    let req = request;
+    const longPoll = request.method === 'GET' && new URL(request.url).pathname.endsWith('/sync');
+    if (longPoll) {
+      if (this.draining) ctl.abort();
+      req = new Request(request, { signal: AbortSignal.any([request.signal, ctl.signal]) });
+    }
+    const t0 = performance.now();
+    const answer = running.hs.fetch(req);
+    this.inFlight.set(answer, [ctl, longPoll]);
+    try {
+      return await answer;
+    } finally {
+      this.inFlight.delete(answer);
+      this.served++;
+      this.servingMs += performance.now() - t0;
+    }
+  }
+
+  private unavailable(e: unknown): Response {
+    const retiring = e instanceof RetiredError;
+    if (!retiring) this.init.logger.error('the homeserver could not start', e);
+    const body = retiring
+      ? { errcode: 'M_UNKNOWN', error: 'The homeserver is restarting (a new version took over); retry.' }
+      : { errcode: 'M_UNKNOWN', error: `The homeserver could not start: ${(e as Error)?.name ?? 'error'}` };
+    return new Response(JSON.stringify(body), {
+      status: 503,
+      headers: { 'content-type': 'application/json', 'retry-after': '1', 'access-control-allow-origin': '*' },
+    });
+  }
+
+  private async start(): Promise<Running> {
+    this.state = 'starting';
+    const { logger } = this.init;
+    const t0 = performance.now();
+    const lock = await acquireInstanceLock({
+      locks: (navigator as Navigator & { locks?: LockManager }).locks,
+      announce: () => this.channel?.postMessage({ type: 'handover', from: this.instanceId }),
+      onLost: () => void this.retire('the instance lock was taken by another instance', true),
+      stealAfterMs: this.init.stealAfterMs ?? 3_000,
+    });
+    const t1 = performance.now();
+    let kv: Kv | undefined;
+    try {
+      kv = await openIdbKv({ name: this.init.dbName ?? DB_NAME, stores: HOMESERVER_STORES });
+      const t2 = performance.now();
+      await runMigrations(kv, HOMESERVER_MIGRATIONS);
+      const t3 = performance.now();
+      const hs = await createHomeserver({ kv, logger, ...(this.init.network ? { network: this.init.network } : {}) });
+      const t4 = performance.now();
+      const ms = (x: number) => Math.round(x * 100) / 100;
+      this.startup = {
+        lockMs: ms(t1 - t0),
+        openMs: ms(t2 - t1),
+        migrateMs: ms(t3 - t2),
+        homeserverMs: ms(t4 - t3),
+        totalMs: ms(t4 - t0),
+        lock: lock.how,
+      };
+      this.serverName = hs.serverName;
+      logger.info('homeserver started', { serverName: hs.serverName, ...this.startup });
+      if (this.state === 'starting') this.state = 'running';
+      return { hs, kv, lock };
+    } catch (e) {
+      await kv?.close().catch(() => undefined);
+      lock.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Hands over to a newer instance: refuse new requests, end long polls, let running requests finish (at most
+   * `drainMs`), close the database, release the lock. `now`: the lock is already gone (stolen), do not wait.
+   */
+  private async retire(reason: string, now = false): Promise<void> {
+    if (this.state === 'retiring' || this.state === 'retired') return;
+    this.state = 'retiring';
+    this.init.logger.info(`retiring: ${reason}`);
+    const running = await this.running?.catch(() => undefined);
+    for (const [ctl, longPoll] of this.inFlight.values()) if (longPoll) ctl.abort();
+    if (!now) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.inFlight.keys()]),
+        new Promise((r) => (timer = setTimeout(r, this.init.drainMs ?? 10_000))),
+      ]);
+      clearTimeout(timer);
+    }
+    if (running) {
+      await running.hs.stop().catch(() => undefined);
+      await running.kv.close().catch(() => undefined);
+      running.lock.release();
+    }
+    this.state = 'retired';
+  }
+}
+
+/** This instance handed over to a newer one and no longer serves. */
+export class RetiredError extends Error {
+  override name = 'RetiredError';
+}
