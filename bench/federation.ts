@@ -1,15 +1,21 @@
 /**
  * `npm run bench:federation` — federation over libp2p (issue 5's benchmark). Not part of the tests.
  *
- * Part 1 (this file so far): raw libp2p request round trips on the link, one long-lived stream per peer.
+ * Part 1: raw libp2p request round trips on the link, one long-lived stream per peer.
  *   raw-tcp     bench process ↔ a `hearth serve` process over TCP (the Node↔Node link)
  *   raw-ws      the same over WebSockets (the link browsers use to reach a Node peer)
  *   raw-inproc  two nodes in the bench process over TCP (no second process: isolates scheduling between processes)
- * Later parts add Hearth's send → remote /sync arrival on the same link (target ≤ 3× the raw round trip), a remote
- * join of a large room, and a 20-peer mesh.
+ * Part 2: Hearth's send → remote /sync arrival, Node↔Node over TCP.
+ *   sync-tcp    two `hearth serve` processes (B bootstrapped to A); alice on A sends, one message at a time; bob's
+ *               /sync long poll on B returns it. Measured from before the PUT /send to A until B's /sync response
+ *               holding the event is parsed (both ends in the bench process, one clock). Reported with the raw-tcp
+ *               round trip of the same run (a Node process ↔ a `hearth serve` process over loopback TCP: the same
+ *               kind of link; the two serve processes' own link cannot be timed from outside) and the ratio
+ *               (target ≤ 3×). Run raw-tcp with it (the default) for the ratio.
+ * Still to come: a remote join of a large room, and a 20-peer mesh.
  *
- * Options: --only raw-tcp,raw-ws,raw-inproc   --rounds N (default 2000)   --warmup N (default 200)
- *          --fresh N (fresh-connection first requests, default 20)
+ * Options: --only raw-tcp,raw-ws,raw-inproc,sync-tcp   --rounds N (default 2000)   --warmup N (default 200)
+ *          --fresh N (fresh-connection first requests, default 20)   --sync-rounds N (default 300)
  * Prints a table, then one JSON line.
  */
 import { cpus, loadavg } from 'node:os';
@@ -17,6 +23,7 @@ import { parseArgs } from 'node:util';
 import type { Stats } from './http-workload.js';
 import type { RoundTrips } from './federation-raw.js';
 import { benchNode, measureRoundTrips, startP2pServe } from './federation-raw.js';
+import { measureSendToSync } from './federation-sync.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,9 +31,10 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '200' },
     fresh: { type: 'string', default: '20' },
+    'sync-rounds': { type: 'string', default: '300' },
   },
 });
-const PARTS = ['raw-tcp', 'raw-ws', 'raw-inproc'] as const;
+const PARTS = ['raw-tcp', 'raw-ws', 'raw-inproc', 'sync-tcp'] as const;
 type Part = (typeof PARTS)[number];
 const only = new Set((opts.only ?? PARTS.join(',')).split(',').map((s) => s.trim()));
 for (const p of only) {
@@ -38,6 +46,7 @@ for (const p of only) {
 const ROUNDS = Number(opts.rounds);
 const WARMUP = Number(opts.warmup);
 const FRESH = Number(opts.fresh);
+const SYNC_ROUNDS = Number(opts['sync-rounds']);
 
 const rows: Array<{ name: string; value: string; target?: string; pass?: boolean }> = [];
 const json: Record<string, unknown> = { rounds: ROUNDS };
@@ -90,6 +99,26 @@ if (only.has('raw-inproc')) {
   } finally {
     await Promise.all([a.stop(), b.stop()]);
   }
+}
+
+if (only.has('sync-tcp')) {
+  await measure('send → remote /sync', async () => {
+    const r = await measureSendToSync(SYNC_ROUNDS, Math.min(20, SYNC_ROUNDS));
+    rows.push({ name: 'TCP Node↔Node: send on A → /sync on B', value: pct(r.arrival) });
+    rows.push({ name: '  of which PUT /send on A answered', value: pct(r.sendAnswered) });
+    const sync: Record<string, unknown> = { p50_ms: r.arrival.p50, p95_ms: r.arrival.p95, p99_ms: r.arrival.p99, send_p50_ms: r.sendAnswered.p50 };
+    const raw = json.raw_tcp as { p50_ms: number; p95_ms: number } | undefined;
+    if (raw) {
+      const ratio50 = r.arrival.p50 / raw.p50_ms;
+      const ratio95 = r.arrival.p95 / raw.p95_ms;
+      const pass = ratio50 <= 3;
+      if (!pass) failed = true;
+      rows.push({ name: 'ratio to the raw TCP round trip (target p50 ≤ 3×)', value: `p50 ${ratio50.toFixed(1)}×, p95 ${ratio95.toFixed(1)}× ${pass ? 'PASS' : 'FAIL'}` });
+      sync.ratio_p50 = ratio50;
+      sync.ratio_p95 = ratio95;
+    }
+    json.sync_tcp = sync;
+  });
 }
 
 const load = loadavg().map((x) => x.toFixed(2)).join(' ');

@@ -27,7 +27,8 @@ import type { AnyEndpoint } from './api/endpoint.js';
 import { defineEndpoint } from './api/endpoint.js';
 import { createRouter } from './api/router.js';
 import type { Kv } from './storage/kv.js';
-import { STORES } from './storage/schema.js';
+import { HOMESERVER_MIGRATIONS, STORES } from './storage/schema.js';
+import { runMigrations } from './storage/migrations.js';
 import { AccountsService } from './services/accounts.js';
 import type { Clock, HomeserverConfig, Logger, ServiceContext } from './services/context.js';
 import { DEFAULT_CONFIG, silentLogger, systemClock } from './services/context.js';
@@ -91,6 +92,8 @@ export async function createHomeserver(
   components: HomeserverComponents,
   config: Partial<HomeserverConfig> = {},
 ): Promise<Homeserver> {
+  // Every host gets the same schema: migrations run once (each step in its own transaction), before anything reads.
+  await runMigrations(components.kv, HOMESERVER_MIGRATIONS);
   const identity = await loadOrCreateIdentity(components.kv);
   const ctx: ServiceContext = {
     kv: components.kv,
@@ -110,7 +113,7 @@ export async function createHomeserver(
   const directory = new DirectoryService(ctx);
   const keys = new KeysService(ctx, { accounts });
   const services: Services = { ctx, accounts, rooms, sync, timeline, aliases, directory, keys };
-  const federation = new FederationService({ ctx, rooms, accounts, sync, network: components.network }, components.federationOptions);
+  const federation = new FederationService({ ctx, rooms, accounts, sync, keys, timeline, directory, network: components.network }, components.federationOptions);
   await federation.start();
 
   const endpoints: AnyEndpoint[] = [

@@ -179,6 +179,12 @@ export const threepidNotFound = (message = 'Third-party identifier not found'): 
 export const tooLarge = (message = 'Request body too large'): MatrixError => make(413, 'M_TOO_LARGE', message);
 /** 401 M_UNAUTHORIZED: not correctly authorised (login failures). */
 export const unauthorized = (message = 'Unauthorized'): MatrixError => make(401, 'M_UNAUTHORIZED', message);
+/** 400 M_UNABLE_TO_AUTHORISE_JOIN (server-server "Restricted rooms"): no state here to check the join's conditions. */
+export const unableToAuthoriseJoin = (message = 'Unable to check the conditions of this restricted room'): MatrixError =>
+  make(400, 'M_UNABLE_TO_AUTHORISE_JOIN', message);
+/** 400 M_UNABLE_TO_GRANT_JOIN (server-server "Restricted rooms"): no user here may authorise the join. */
+export const unableToGrantJoin = (message = 'No user on this server can authorise the join; try another server'): MatrixError =>
+  make(400, 'M_UNABLE_TO_GRANT_JOIN', message);
 /** 400 M_UNSUPPORTED_ROOM_VERSION: createRoom/upgrade asked for a version this server does not support. */
 export const unsupportedRoomVersion = (message = 'Unsupported room version'): MatrixError =>
   make(400, 'M_UNSUPPORTED_ROOM_VERSION', message);

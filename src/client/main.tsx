@@ -4,6 +4,8 @@
  * to it through the standard Client-Server API at this page's origin.
  */
 import { render } from 'preact';
+import { startNetworkLeadership } from '../browser/p2p/leader.js';
+import type { NetworkLeadership } from '../browser/p2p/leader.js';
 import { ensureHomeserver } from '../browser/register-sw.js';
 import { App } from './app.js';
 import './styles.css';
@@ -33,6 +35,9 @@ async function boot(): Promise<void> {
   const root = document.getElementById('app')!;
   try {
     await ensureHomeserver();
+    // Federation for the in-page homeserver: one tab (the elected leader) runs the libp2p node for all of them.
+    // Kept on globalThis so the status page and tests can reach it.
+    (globalThis as { hearthNetwork?: NetworkLeadership }).hearthNetwork = startNetworkLeadership({ logger: console });
   } catch (e) {
     // No in-page homeserver (no service worker here): the server that sent this page may be one (`hearth start`).
     if (!(await homeserverAnswers())) {

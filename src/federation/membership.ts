@@ -29,7 +29,9 @@ import { STORES } from '../storage/schema.js';
 import { addStateGroup, EMPTY_STATE_GROUP } from '../storage/state-groups.js';
 import type { UserRecord } from '../services/accounts.js';
 import { rememberRoomVersion } from '../services/event-store.js';
-import { allocatePosition } from '../services/notifier.js';
+import { allocatePosition, reservePositions } from '../services/notifier.js';
+import { HISTORY_GAP, historyKey } from './history.js';
+import type { HistoryRecord } from './history.js';
 import { checkReceivedPdu, domainOf, hasValidSignature } from './checks.js';
 import type { FederationParts } from './parts.js';
 import { relay, wireJson } from './parts.js';
@@ -218,7 +220,10 @@ export class RemoteMembership implements RoomsFederation {
         const existing = await tx.get<RoomRecord>(STORES.rooms, [roomId]);
         const before = await addStateGroup(tx, EMPTY_STATE_GROUP, state);
         const after = await addStateGroup(tx, before, new Map([[memberKey, join.eventId]]), state);
+        // Timeline positions below the join, for the history backfilled on demand (history.ts).
+        const floor = await reservePositions(tx, HISTORY_GAP);
         const p = await allocatePosition(tx);
+        await tx.put(STORES.server, historyKey(roomId), { floor, joinEventId: join.eventId } satisfies HistoryRecord);
         const rec: EventRecord = { eventId: join.eventId, json: join.json, roomId, pos: p, stateBefore: before, stateAfter: after };
         await tx.put(STORES.events, [join.eventId], rec);
         await tx.put(STORES.roomTimeline, [roomId, p], join.eventId);
@@ -259,6 +264,7 @@ export class RemoteMembership implements RoomsFederation {
     rememberRoomVersion(roomId, version);
     this.p.rooms.forgetHead(roomId);
     this.p.servers.invalidate(roomId);
+    this.p.acls.invalidate(roomId);
     this.p.transport?.subscribe(roomId);
     this.ctx.notifier.notify(pos);
   }

@@ -12,6 +12,7 @@ import type { RoomServers } from './access.js';
 import type { Ingest } from './ingest.js';
 import type { RemoteClient } from './remote.js';
 import type { FederationSender } from './sender.js';
+import type { ServerAcls } from './server-acl.js';
 import type { FederationTransport } from './transport.js';
 
 export interface FederationParts {
@@ -23,6 +24,8 @@ export interface FederationParts {
   readonly ingest: Ingest;
   readonly sender: FederationSender;
   readonly servers: RoomServers;
+  /** Rooms' server ACLs (server-acl.ts). */
+  readonly acls: ServerAcls;
   readonly transport?: FederationTransport;
 }
 

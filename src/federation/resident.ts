@@ -10,9 +10,19 @@
  * Every read checks that the asking server may see the room (access.ts): it is in the room (a joined member), or
  * the room is world-readable; single events are filtered by history visibility.
  */
-import { badJson, forbidden, incompatibleRoomVersion, invalidParam, missingParam, notFound } from '../api/errors.js';
+import {
+  badJson,
+  forbidden,
+  incompatibleRoomVersion,
+  invalidParam,
+  missingParam,
+  notFound,
+  unableToAuthoriseJoin,
+  unableToGrantJoin,
+} from '../api/errors.js';
 import { authStateKeysFor } from '../core/auth/auth-events.js';
 import { authorize } from '../core/auth/rules.js';
+import { powerLevelOf, powerLevelsFrom, roomCreators } from '../core/auth/power-levels.js';
 import { encodeBase64 } from '../core/base64.js';
 import type { StateMap } from '../core/event.js';
 import { Pdu, stateKey } from '../core/event.js';
@@ -20,6 +30,7 @@ import { referenceHash } from '../core/hashes.js';
 import { isValidEventId, isValidUserId } from '../core/identifiers.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
+import { checkPduFormat } from '../core/pdu-format.js';
 import type { RoomVersion } from '../core/room-versions.js';
 import { roomVersion } from '../core/room-versions.js';
 import { signEvent } from '../core/signing.js';
@@ -28,7 +39,7 @@ import type { EventRecord, MemberRecord, RoomRecord, StreamEntry, UserRoomRecord
 import { STORES } from '../storage/schema.js';
 import { loadStateGroup } from '../storage/state-groups.js';
 import type { UserRecord } from '../services/accounts.js';
-import { getRoom, pduOf } from '../services/event-store.js';
+import { currentStateEvent, getRoom, pduOf } from '../services/event-store.js';
 import { allocatePosition } from '../services/notifier.js';
 import { serverMayReadRoom, serverMaySeeEvent } from './access.js';
 import { checkReceivedPdu, domainOf } from './checks.js';
@@ -130,6 +141,10 @@ export class Resident {
     if (versions !== undefined && !versions.includes(version.id)) throw incompatibleRoomVersion(version.id);
     if (membership === 'knock' && !version.knock) throw incompatibleRoomVersion(version.id, 'This room version does not support knocking');
     const content: JsonObject = { membership };
+    if (membership === 'join') {
+      const authoriser = await this.restrictedAuthoriser(roomId, userId, version);
+      if (authoriser !== undefined) content.join_authorised_via_users_server = authoriser;
+    }
     const subject = { type: 'm.room.member', stateKey: userId, sender: userId, content };
     const keys = authStateKeysFor(subject, version);
     const head = await this.ctx.kv.read(async (tx) => {
@@ -173,9 +188,84 @@ export class Resident {
       prev_events: refs(head.ext, head.recs, version),
       auth_events: refs(authIds, head.recs, version),
     };
-    const result = authorize(new Pdu('$template', template), { get: (t, k) => state.get(stateKey(t, k)) }, version);
+    // A restricted join's authoriser is ours: we sign the event in send_join.
+    const result = authorize(new Pdu('$template', template), { get: (t, k) => state.get(stateKey(t, k)) }, version, {
+      isSignedBy: (_e, server) => server === this.ctx.serverName,
+    });
     if (!result.ok) throw forbidden(`You may not ${membership} this room: ${result.reason}`);
     return { room_version: version.id, event: template };
+  }
+
+  /**
+   * Restricted rooms (server-server-api §"Restricted rooms"; client-server-api #restricted-rooms), for a join of
+   * `userId` (v8+): undefined when no authoriser is needed (the join rule is not restricted, or the user is
+   * already joined or invited); else one of our joined users who may invite, when the user is joined to one of the
+   * rooms the join rule allows (as this server knows them). Otherwise 403 M_FORBIDDEN (the user meets no
+   * condition), 400 M_UNABLE_TO_AUTHORISE_JOIN (we are in none of the allowed rooms, so we cannot tell) or
+   * 400 M_UNABLE_TO_GRANT_JOIN (nobody here may invite: the joining server should try another).
+   */
+  private async restrictedAuthoriser(roomId: string, userId: string, version: RoomVersion): Promise<string | undefined> {
+    if (!version.restrictedJoinRule) return undefined;
+    const pre = await this.ctx.kv.read(async (tx) => {
+      const [jr, me] = await Promise.all([
+        currentStateEvent(tx, roomId, 'm.room.join_rules', ''),
+        tx.get<MemberRecord>(STORES.roomMembers, [roomId, userId]),
+      ]);
+      const c = jr && isJsonObject(jr.json.content) ? jr.json.content : {};
+      const rule = c.join_rule;
+      const restricted = rule === 'restricted' || (version.knockRestrictedJoinRule && rule === 'knock_restricted');
+      if (!restricted || me?.membership === 'join' || me?.membership === 'invite') return undefined;
+      // Entries not of the m.room_membership shape are conditions the user cannot meet.
+      const allowed = (Array.isArray(c.allow) ? c.allow : [])
+        .filter((a): a is JsonObject => isJsonObject(a) && a.type === 'm.room_membership' && typeof a.room_id === 'string')
+        .map((a) => a.room_id as string);
+      const mine = await tx.getMany<MemberRecord>(
+        STORES.roomMembers,
+        allowed.map((r) => [r, userId]),
+      );
+      return { allowed, joinedOne: mine.some((m) => m?.membership === 'join') };
+    });
+    if (!pre) return undefined;
+    if (!pre.joinedOne) {
+      let residentInOne = false;
+      for (const r of pre.allowed) if ((await this.p.servers.get(r)).has(this.ctx.serverName)) residentInOne = true;
+      if (!residentInOne && pre.allowed.length > 0) throw unableToAuthoriseJoin(`This server is in none of the rooms that grant access to ${roomId}`);
+      throw forbidden(`${userId} is not a member of any room that grants access to ${roomId}`);
+    }
+    const authoriser = await this.ctx.kv.read(async (tx) => {
+      const [members, plRec, createRec] = await Promise.all([
+        tx.range<MemberRecord>(STORES.roomMembers, { prefix: [roomId] }),
+        currentStateEvent(tx, roomId, 'm.room.power_levels', ''),
+        currentStateEvent(tx, roomId, 'm.room.create', ''),
+      ]);
+      const pl = plRec ? powerLevelsFrom(pduOf(plRec, version), version) : undefined;
+      const creators = roomCreators(createRec ? pduOf(createRec, version) : undefined, version);
+      const needed = pl?.invite ?? 0;
+      let best: { userId: string; level: number } | undefined;
+      for (const [key, m] of members) {
+        const u = String(key[1]);
+        if (m.membership !== 'join' || domainOf(u) !== this.ctx.serverName) continue;
+        const level = powerLevelOf(u, pl, creators, version);
+        if (level >= needed && (!best || level > best.level)) best = { userId: u, level };
+      }
+      return best?.userId;
+    });
+    if (authoriser === undefined) throw unableToGrantJoin(`No user on ${this.ctx.serverName} may invite to ${roomId}`);
+    return authoriser;
+  }
+
+  /**
+   * send_join of a restricted join naming one of our users as its authoriser: the conditions are checked again
+   * and the event is signed by us, as the auth rules require (the signed event goes back in the response).
+   */
+  private async countersignJoin(roomId: string, body: JsonObject, version: RoomVersion): Promise<JsonObject> {
+    if (!version.restrictedJoinRule) return body;
+    const authoriser = isJsonObject(body.content) ? body.content.join_authorised_via_users_server : undefined;
+    if (typeof authoriser !== 'string' || domainOf(authoriser) !== this.ctx.serverName) return body;
+    // Malformed events are left for checkReceivedPdu to refuse with its reason.
+    if (!checkPduFormat(body, version).ok || typeof body.sender !== 'string') return body;
+    await this.restrictedAuthoriser(roomId, body.sender, version);
+    return signEvent(body, version, this.ctx.serverName, this.ctx.identity.key);
   }
 
   // ---- Handshakes: send_join / send_leave / send_knock
@@ -192,7 +282,8 @@ export class Resident {
     membership: 'join' | 'leave' | 'knock',
   ): Promise<{ pdu: Pdu; record: EventRecord; version: RoomVersion }> {
     const { version } = await this.residentRoom(roomId);
-    const checked = await checkReceivedPdu(body, version, roomId);
+    const json = membership === 'join' ? await this.countersignJoin(roomId, body, version) : body;
+    const checked = await checkReceivedPdu(json, version, roomId);
     if (!checked.ok) throw invalidParam('event', checked.reason);
     const pdu = checked.value.pdu;
     if (pdu.eventId !== eventId) throw invalidParam('eventId', 'does not match the event');
@@ -308,6 +399,7 @@ export class Resident {
     if (!isValidEventId(eventId)) throw invalidParam('eventId', 'is not a valid event ID');
     const rec = await this.ctx.kv.read((tx) => tx.get<EventRecord>(STORES.events, [eventId]));
     if (!rec) throw notFound('Event not found');
+    await this.p.acls.require(rec.roomId, origin);
     const room = await this.ctx.kv.read((tx) => getRoom(tx, rec.roomId));
     const version = room ? roomVersion(room.version) : undefined;
     if (!version) throw notFound('Event not found');

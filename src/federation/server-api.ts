@@ -4,7 +4,8 @@
  * the caller's server name taken from the authenticated connection (never from the request).
  *
  * Spec: shared/matrix-spec/data/api/server-server/{transactions,joins-v1,joins-v2,leaving-v1,leaving-v2,knocks,
- * invites-v2,events,event_auth,backfill,query,keys_server,version}.yaml. Bodies are checked by the handlers (the
+ * invites-v2,events,event_auth,backfill,query,keys_server,version,user_devices,user_keys,
+ * public_rooms}.yaml. Bodies are checked by the handlers (the
  * generated validators cover the Client-Server API only); bad input is answered with the spec's errors.
  */
 import type { AnyEndpoint } from '../api/endpoint.js';
@@ -41,6 +42,11 @@ export interface FederationHandlers {
   getMissingEvents(origin: string, roomId: string, body: JsonObject): Promise<JsonObject>;
   readUser(userId: string): Promise<UserRecord | undefined>;
   readAlias(alias: string): Promise<{ roomId: string; servers: string[] } | undefined>;
+  userDevices(userId: string): Promise<JsonObject>;
+  queryUserKeys(body: JsonObject): Promise<JsonObject>;
+  claimUserKeys(body: JsonObject): Promise<JsonObject>;
+  publicRoomsGet(query: URLSearchParams): Promise<JsonObject>;
+  publicRoomsPost(body: JsonObject): Promise<JsonObject>;
 }
 
 /** /send bodies: 50 PDUs and 100 EDUs of at most 64 KiB each, with room to spare. */
@@ -227,6 +233,49 @@ export function federationEndpoints(h: FederationHandlers): AnyEndpoint[] {
         if (!found) throw notFound('Room alias not found');
         return { room_id: found.roomId, servers: found.servers };
       },
+    }),
+    /** GET /_matrix/federation/v1/user/devices/{userId} */
+    defineEndpoint({
+      method: 'GET',
+      path: `${F}/v1/user/devices/{userId}`,
+      auth: 'federation',
+      operationId: 'getUserDevices',
+      handler: ({ params }) => h.userDevices(params.userId),
+    }),
+    /** POST /_matrix/federation/v1/user/keys/query */
+    defineEndpoint({
+      method: 'POST',
+      path: `${F}/v1/user/keys/query`,
+      auth: 'federation',
+      operationId: 'queryUserEncryptionKeys',
+      validateBody: null,
+      handler: ({ body }) => h.queryUserKeys(body),
+    }),
+    /** POST /_matrix/federation/v1/user/keys/claim */
+    defineEndpoint({
+      method: 'POST',
+      path: `${F}/v1/user/keys/claim`,
+      auth: 'federation',
+      operationId: 'claimUserEncryptionKeys',
+      validateBody: null,
+      handler: ({ body }) => h.claimUserKeys(body),
+    }),
+    /** GET /_matrix/federation/v1/publicRooms */
+    defineEndpoint({
+      method: 'GET',
+      path: `${F}/v1/publicRooms`,
+      auth: 'federation',
+      operationId: 'getPublicRooms',
+      handler: ({ query }) => h.publicRoomsGet(query),
+    }),
+    /** POST /_matrix/federation/v1/publicRooms */
+    defineEndpoint({
+      method: 'POST',
+      path: `${F}/v1/publicRooms`,
+      auth: 'federation',
+      operationId: 'queryPublicRooms',
+      validateBody: null,
+      handler: ({ body }) => h.publicRoomsPost(body),
     }),
   ];
 }

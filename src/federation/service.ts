@@ -8,16 +8,20 @@
  * invites, leaves, knocks), sender.ts (gossip and /send queues), edus.ts (typing, receipts, presence, devices,
  * to-device), access.ts (servers in a room, visibility).
  */
-import { tooLarge, badJson, invalidParam, unknown } from '../api/errors.js';
+import { tooLarge, badJson, invalidParam, unknown, unrecognized } from '../api/errors.js';
 import type { Pdu } from '../core/event.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
 import type { ServerIdentity } from '../core/server-key.js';
 import { isHearthServerName } from '../core/server-key.js';
+import { pduFromJson } from '../core/event-id.js';
 import type { AccountsService, UserRecord } from '../services/accounts.js';
 import type { ServiceContext } from '../services/context.js';
+import type { DirectoryService } from '../services/directory.js';
+import type { KeysService } from '../services/keys.js';
 import type { RoomsService } from '../services/rooms.js';
 import type { SyncService } from '../services/sync.js';
+import type { TimelineService } from '../services/timeline.js';
 import type { UserRoomRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import { RoomServers } from './access.js';
@@ -25,11 +29,15 @@ import { domainOf } from './checks.js';
 import { Edus } from './edus.js';
 import type { PduOutcome } from './ingest.js';
 import { Ingest } from './ingest.js';
+import { FederationKeys } from './keys.js';
+import { History } from './history.js';
+import { FederationDirectory } from './directory.js';
 import { RemoteMembership } from './membership.js';
 import type { FederationParts } from './parts.js';
 import { relay } from './parts.js';
 import { RemoteClient, RemoteError } from './remote.js';
 import { Resident } from './resident.js';
+import { ServerAcls } from './server-acl.js';
 import { FederationSender, MAX_TXN_EDUS, MAX_TXN_PDUS } from './sender.js';
 import type { SenderOptions } from './sender.js';
 import type { FederationHandlers } from './server-api.js';
@@ -41,6 +49,12 @@ export interface FederationComponents {
   rooms: RoomsService;
   accounts: AccountsService;
   sync: SyncService;
+  /** E2EE keys: answered for our users, and asked of other servers for theirs (keys.ts). */
+  keys?: KeysService;
+  /** /messages asks for history from before a remote join through it (history.ts). */
+  timeline?: TimelineService;
+  /** The published room directory, served to other servers and fetched from them (directory.ts). */
+  directory?: DirectoryService;
   /** Absent: nothing can be sent (requests handed to `handleRequest` are still answered). */
   network?: FederationTransport;
 }
@@ -52,9 +66,13 @@ export class FederationService implements FederationInbound, FederationHandlers 
   readonly ingest: Ingest;
   readonly sender: FederationSender;
   readonly servers: RoomServers;
+  readonly acls: ServerAcls;
   readonly resident: Resident;
   readonly membership: RemoteMembership;
   readonly edus: Edus;
+  readonly keys?: FederationKeys;
+  readonly history: History;
+  readonly directory?: FederationDirectory;
   private readonly router: FederationRouter;
   /** Responses of recent transactions by origin and txnId: a retried /send is answered, not processed again. */
   private readonly recentTxns = new Map<string, Promise<JsonObject>>();
@@ -67,6 +85,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
     const remote = new RemoteClient(c.network, ctx.serverName);
     this.servers = new RoomServers(ctx.kv);
     this.ingest = new Ingest(ctx, c.rooms, remote);
+    this.acls = new ServerAcls(ctx.kv, (roomId) => this.ingest.versionOf(roomId));
     this.sender = new FederationSender(ctx, remote, c.network, init);
     this.parts = {
       ctx,
@@ -77,11 +96,15 @@ export class FederationService implements FederationInbound, FederationHandlers 
       ingest: this.ingest,
       sender: this.sender,
       servers: this.servers,
+      acls: this.acls,
       transport: c.network,
     };
     this.resident = new Resident(this.parts);
     this.membership = new RemoteMembership(this.parts, this.resident);
     this.edus = new Edus(this.parts);
+    if (c.keys) this.keys = new FederationKeys(ctx, c.keys, remote);
+    this.history = new History(this.parts);
+    if (c.directory) this.directory = new FederationDirectory(ctx, c.directory, remote);
     this.router = new FederationRouter(federationEndpoints(this), ctx.logger);
     this.ingest.hooks.persisted = (roomId, pdus) => this.afterRemoteEvents(roomId, pdus);
   }
@@ -105,6 +128,12 @@ export class FederationService implements FederationInbound, FederationHandlers 
     rooms.committed.push((events) => this.afterLocalEvents(events));
     if (!this.c.network) return;
     this.c.accounts.profile.remoteProfile = (userId) => this.remoteProfile(userId);
+    if (this.keys) this.c.keys?.useRemote(this.keys);
+    if (this.c.directory && this.directory) {
+      const d = this.directory;
+      this.c.directory.remoteDirectory = (server, q) => d.fetch(server, q);
+    }
+    if (this.c.timeline) this.c.timeline.fetchHistory = (roomId, limit) => this.history.fetchHistory(roomId, limit);
     await this.sender.start();
     await this.edus.start();
     // Rooms our users are joined to: follow their gossip.
@@ -146,7 +175,9 @@ export class FederationService implements FederationInbound, FederationHandlers 
         if (!isJsonObject(pdu) || pdu.room_id !== roomId) continue;
         await this.ingestOne(origin, from, pdu);
       }
-      if (origin === from && Array.isArray(message.edus)) await this.edus.receive(origin, message.edus.slice(0, MAX_TXN_EDUS));
+      if (origin === from && Array.isArray(message.edus)) {
+        await this.edus.receive(origin, await this.acls.filterEdus(origin, message.edus.slice(0, MAX_TXN_EDUS)));
+      }
     } catch (e) {
       this.c.ctx.logger.warn('federation: gossip message failed', { roomId, from, error: e });
     }
@@ -182,15 +213,31 @@ export class FederationService implements FederationInbound, FederationHandlers 
       const out = await this.ingestOne(origin, origin, pdu);
       if (out.eventId !== undefined) results[out.eventId] = out.status === 'dropped' || out.status === 'rejected' ? { error: out.reason ?? out.status } : {};
     }
-    await this.edus.receive(origin, edus);
+    await this.edus.receive(origin, await this.acls.filterEdus(origin, edus));
     return { pdus: results };
   }
 
   /** One PDU from a transaction or gossip; `from` is the peer to ask about what it lacks when `origin` fails. */
   private async ingestOne(origin: string, from: string, pdu: JsonValue): Promise<PduOutcome> {
+    const denied = await this.deniedBy(origin, from, pdu);
+    if (denied) return denied;
     const out = await this.ingest.receive(origin, pdu);
     if (out.status === 'dropped' && from !== origin && out.eventId === undefined) return this.ingest.receive(from, pdu);
     return out;
+  }
+
+  /**
+   * A PDU of a room whose server ACL denies the sending server (for gossip: the relaying peer or the origin it
+   * names) is ignored, with an error under its event ID in the transaction's results.
+   */
+  private async deniedBy(origin: string, from: string, pdu: JsonValue): Promise<PduOutcome | undefined> {
+    if (!isJsonObject(pdu) || typeof pdu.room_id !== 'string') return undefined;
+    const roomId = pdu.room_id;
+    const server = !(await this.acls.allows(roomId, origin)) ? origin : from !== origin && !(await this.acls.allows(roomId, from)) ? from : undefined;
+    if (server === undefined) return undefined;
+    const version = await this.ingest.versionOf(roomId);
+    const id = version ? pduFromJson(pdu, version) : undefined;
+    return { eventId: id?.ok ? id.pdu.eventId : undefined, status: 'dropped', reason: `${server} is denied by the room's server ACL` };
   }
 
   // ---- After events are stored
@@ -202,6 +249,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
     const also: string[] = [];
     let memberChange = false;
     for (const e of events) {
+      if (e.type === 'm.room.server_acl') this.acls.invalidate(roomId);
       if (e.type !== 'm.room.member') continue;
       memberChange = true;
       const target = e.stateKey ?? '';
@@ -216,6 +264,8 @@ export class FederationService implements FederationInbound, FederationHandlers 
   }
 
   private afterRemoteEvents(roomId: string, pdus: readonly Pdu[]): void {
+    // Any remote event may come with a state resolution that changes the ACL.
+    this.acls.invalidate(roomId);
     if (!pdus.some((p) => p.type === 'm.room.member')) return;
     // Re-read rather than patch: a remote member event may have come with a state resolution.
     this.servers.invalidate(roomId);
@@ -233,45 +283,55 @@ export class FederationService implements FederationInbound, FederationHandlers 
 
   // ---- FederationHandlers (resident side)
 
-  makeMembership(origin: string, roomId: string, userId: string, m: 'join' | 'leave' | 'knock', versions: readonly string[] | undefined) {
+  async makeMembership(origin: string, roomId: string, userId: string, m: 'join' | 'leave' | 'knock', versions: readonly string[] | undefined) {
+    await this.acls.require(roomId, origin);
     return this.resident.makeMembership(origin, roomId, userId, m, versions);
   }
 
   async sendJoin(origin: string, roomId: string, eventId: string, body: JsonObject): Promise<JsonObject> {
+    await this.acls.require(roomId, origin);
     const { pdu, record, version } = await this.resident.sendMembership(origin, roomId, eventId, body, 'join');
     return this.resident.joinResponse(roomId, pdu, record, version);
   }
 
   async sendLeave(origin: string, roomId: string, eventId: string, body: JsonObject): Promise<JsonObject> {
+    await this.acls.require(roomId, origin);
     await this.resident.sendMembership(origin, roomId, eventId, body, 'leave');
     return {};
   }
 
   async sendKnock(origin: string, roomId: string, eventId: string, body: JsonObject): Promise<JsonObject> {
+    await this.acls.require(roomId, origin);
     await this.resident.sendMembership(origin, roomId, eventId, body, 'knock');
     return this.resident.knockResponse(roomId);
   }
 
-  invite(origin: string, roomId: string, eventId: string, body: JsonObject): Promise<JsonObject> {
+  async invite(origin: string, roomId: string, eventId: string, body: JsonObject): Promise<JsonObject> {
+    await this.acls.require(roomId, origin);
     return this.resident.receiveInvite(origin, roomId, eventId, body);
   }
 
   getEvent(origin: string, eventId: string) {
     return this.resident.getEvent(origin, eventId);
   }
-  getState(origin: string, roomId: string, eventId: string | null) {
+  async getState(origin: string, roomId: string, eventId: string | null) {
+    await this.acls.require(roomId, origin);
     return this.resident.getState(origin, roomId, eventId);
   }
-  getStateIds(origin: string, roomId: string, eventId: string | null) {
+  async getStateIds(origin: string, roomId: string, eventId: string | null) {
+    await this.acls.require(roomId, origin);
     return this.resident.getStateIds(origin, roomId, eventId);
   }
-  getEventAuth(origin: string, roomId: string, eventId: string) {
+  async getEventAuth(origin: string, roomId: string, eventId: string) {
+    await this.acls.require(roomId, origin);
     return this.resident.getEventAuth(origin, roomId, eventId);
   }
-  backfill(origin: string, roomId: string, from: readonly string[], limit: string | null) {
+  async backfill(origin: string, roomId: string, from: readonly string[], limit: string | null) {
+    await this.acls.require(roomId, origin);
     return this.resident.backfill(origin, roomId, from, limit);
   }
-  getMissingEvents(origin: string, roomId: string, body: JsonObject) {
+  async getMissingEvents(origin: string, roomId: string, body: JsonObject) {
+    await this.acls.require(roomId, origin);
     return this.resident.getMissingEvents(origin, roomId, body);
   }
   readUser(userId: string): Promise<UserRecord | undefined> {
@@ -279,6 +339,30 @@ export class FederationService implements FederationInbound, FederationHandlers 
   }
   readAlias(alias: string) {
     return readAliasWith(this.c.ctx.kv, alias, (r) => this.servers.get(r), this.serverName);
+  }
+
+  userDevices(userId: string): Promise<JsonObject> {
+    return this.requireKeys().devicesOf(userId);
+  }
+  queryUserKeys(body: JsonObject): Promise<JsonObject> {
+    return this.requireKeys().queryLocal(body);
+  }
+  claimUserKeys(body: JsonObject): Promise<JsonObject> {
+    return this.requireKeys().claimLocal(body);
+  }
+  publicRoomsGet(query: URLSearchParams): Promise<JsonObject> {
+    return this.requireDirectory().serveGet(query);
+  }
+  publicRoomsPost(body: JsonObject): Promise<JsonObject> {
+    return this.requireDirectory().servePost(body);
+  }
+  private requireDirectory(): FederationDirectory {
+    if (!this.directory) throw unrecognized('This server does not publish a room directory');
+    return this.directory;
+  }
+  private requireKeys(): FederationKeys {
+    if (!this.keys) throw unrecognized('This server does not serve encryption keys');
+    return this.keys;
   }
 
   /** For status displays and tests: what waits to be sent. */

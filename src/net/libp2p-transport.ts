@@ -33,6 +33,12 @@ import { RpcChannel } from './rpc-channel.js';
 
 export const FEDERATION_PROTOCOL = '/hearth/federation/1';
 export const ROOM_TOPIC_PREFIX = '/hearth/room/';
+/**
+ * Hearth's own request on the federation stream (not a Matrix endpoint, never passed to the homeserver): "which
+ * addresses do you know for this server?". Peers that share a bootstrap node learn each other's addresses this way.
+ */
+export const ADDRESS_LOOKUP_PATH = '/_hearth/p2p/v1/addresses/';
+const ADDRESS_LOOKUP_TIMEOUT_MS = 3_000;
 
 /** The gossipsub topic of a room. */
 export function roomTopic(roomId: string): string {
@@ -93,8 +99,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 function transportOf(addr: string): string {
-  if (addr.includes('/p2p-circuit')) return 'relayed';
+  // A WebRTC link signalled through a relay keeps `/p2p-circuit/webrtc` in its address but is direct.
   if (addr.includes('/webrtc')) return 'webrtc';
+  if (addr.includes('/p2p-circuit')) return 'relayed';
   if (addr.includes('/ws') || addr.includes('/wss')) return 'websockets';
   if (addr.includes('/tcp/')) return 'tcp';
   return 'other';
@@ -246,11 +253,19 @@ export class Libp2pTransport implements FederationTransport {
     const signal = AbortSignal.timeout(Math.max(this.requestTimeoutMs, 30_000));
     let connection = this.bestConnection(peerId);
     if (connection === undefined) {
-      if (!(await this.hasAddresses(peerId, destination))) throw new UnreachableError(destination, 'no known address for this server');
+      if (!(await this.hasAddresses(peerId, destination)) && !(await this.lookUpAddresses(destination))) {
+        throw new UnreachableError(destination, 'no known address for this server');
+      }
       try {
         connection = await this.node.dial(peerId, { signal });
       } catch (e) {
-        throw new UnreachableError(destination, `dial failed: ${(e as Error).message}`);
+        // The addresses we had may be stale (the peer restarted on another port): ask around once and redial.
+        if (!(await this.lookUpAddresses(destination))) throw new UnreachableError(destination, `dial failed: ${(e as Error).message}`);
+        try {
+          connection = await this.node.dial(peerId, { signal });
+        } catch (e2) {
+          throw new UnreachableError(destination, `dial failed: ${(e2 as Error).message}`);
+        }
       }
     }
     let stream: Stream;
@@ -281,6 +296,52 @@ export class Libp2pTransport implements FederationTransport {
     const rec = this.peerBook?.get(serverName);
     if (rec === undefined || rec.addrs.length === 0) return false;
     return this.addAddresses(serverName, rec.addrs);
+  }
+
+  /**
+   * Asks the Hearth peers we are connected to for the addresses of a server we have none for (a peer that
+   * bootstrapped from the same node as us, met through a room). The answers are only hints: dialling still proves
+   * the key through Noise, so a lying peer can make us dial the wrong place but never talk to the wrong server.
+   */
+  private async lookUpAddresses(destination: string): Promise<boolean> {
+    const askable = [...this.channels.values()].filter((ch) => ch.isOpen && ch.remote !== destination).slice(0, 8);
+    if (askable.length === 0) return false;
+    const path = ADDRESS_LOOKUP_PATH + encodeURIComponent(destination);
+    const answers = await Promise.allSettled(
+      askable.map((ch) => ch.request({ method: 'GET', path }, ADDRESS_LOOKUP_TIMEOUT_MS)),
+    );
+    const found = new Set<string>();
+    for (const a of answers) {
+      if (a.status !== 'fulfilled' || a.value.status !== 200) continue;
+      const body = a.value.body;
+      const addrs = body !== null && typeof body === 'object' && !Array.isArray(body) ? body.addrs : undefined;
+      if (!Array.isArray(addrs)) continue;
+      for (const x of addrs.slice(0, 32)) if (typeof x === 'string' && x.length <= 1024) found.add(x);
+    }
+    if (found.size === 0) return false;
+    return this.addAddresses(destination, [...found]);
+  }
+
+  /** Answers another peer's address lookup from our peer store (addresses we dialled or learnt by identify). */
+  private async answerAddressLookup(path: string): Promise<FederationResponse> {
+    let name: string;
+    try {
+      name = decodeURIComponent(path.slice(ADDRESS_LOOKUP_PATH.length));
+    } catch {
+      return { status: 400, body: { errcode: 'M_INVALID_PARAM', error: 'bad server name' } };
+    }
+    const peerId = serverNameToPeerId(name);
+    if (peerId === undefined) return { status: 400, body: { errcode: 'M_INVALID_PARAM', error: 'not a Hearth server name' } };
+    const addrs = new Set<string>();
+    try {
+      const peer = await this.node.peerStore.get(peerId);
+      for (const a of peer.addresses) addrs.add(a.multiaddr.toString());
+    } catch {
+      // not in the peer store
+    }
+    for (const a of this.peerBook?.get(name)?.addrs ?? []) addrs.add(a);
+    if (addrs.size === 0) return { status: 404, body: { errcode: 'M_NOT_FOUND', error: 'no known address for that server' } };
+    return { status: 200, body: { addrs: [...addrs].slice(0, 32) } };
   }
 
   private async addAddresses(serverName: string, addrs: readonly string[]): Promise<boolean> {
@@ -318,7 +379,8 @@ export class Libp2pTransport implements FederationTransport {
     const channel = new RpcChannel(stream, {
       remote,
       // `remote` comes from the connection: whatever the frames say, this is who is asking.
-      handler: (req) => this.inbound.handleRequest(remote, req),
+      handler: (req) =>
+        req.path.startsWith(ADDRESS_LOOKUP_PATH) ? this.answerAddressLookup(req.path) : this.inbound.handleRequest(remote, req),
       maxFrameBytes: this.maxFrameBytes,
       maxConcurrentInbound: this.maxConcurrentInbound,
       logger: this.logger,

@@ -3,11 +3,13 @@
  * with other Hearth peers over libp2p (src/node/p2p.ts).
  * `hearth start` — the same, plus the built web app (dist/app) on the same origin; what `npm start` runs.
  */
-import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { multiaddr } from '@multiformats/multiaddr';
+import { createAdminApi } from '../api/admin/admin.js';
 import type { FederationInbound } from '../federation/transport.js';
 import { createHomeserver, loadOrCreateIdentity } from '../homeserver.js';
 import { unrecognizedInbound } from '../net/libp2p-transport.js';
@@ -43,6 +45,8 @@ Options:
   --p2p-ws-port PORT        libp2p WebSockets port, for browsers (default 0: a free one).
   --bootstrap MULTIADDR     A peer to connect to and stay connected to, /…/p2p/<peer id> (repeatable).
   --no-mdns                 Do not discover peers on the LAN with mDNS (it is off anyway on a loopback address).
+  --admin-token TOKEN       The token for the admin API (/_hearth/admin/v1/…). Default: one generated on first
+                            start and kept in DIR/admin-token (readable by the owner only).
   --log-level LEVEL         error | warn | info | debug (default info).
   -h, --help                Show this help.
 
@@ -74,6 +78,34 @@ function makeLogger(level: string): Logger {
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
 }
 
+/** The admin token kept in the data directory (created on first start, owner-only permissions). */
+async function loadOrCreateAdminToken(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'admin-token');
+  try {
+    const kept = (await readFile(file, 'utf8')).trim();
+    if (kept.length >= 16) return kept;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const token = randomBytes(32).toString('base64url');
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  // The mode above is masked by the umask and ignored for an existing file: set it outright.
+  await chmod(file, 0o600);
+  return token;
+}
+
+/** Where browsers learn this peer's libp2p addresses (src/browser/p2p/network-host.ts): public, no token. */
+const BOOTSTRAP_PATH = '/_hearth/bootstrap';
+
+function bootstrapResponse(request: Request, multiaddrs: string[]): Response {
+  const headers = { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'cache-control': 'no-store' };
+  if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: { ...headers, 'access-control-allow-methods': 'GET' } });
+  if (request.method !== 'GET') {
+    return new Response(JSON.stringify({ errcode: 'M_UNRECOGNIZED', error: 'Method not allowed' }), { status: 405, headers });
+  }
+  return new Response(JSON.stringify({ multiaddrs }), { status: 200, headers });
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -94,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
         'p2p-ws-port': { type: 'string', default: '0' },
         bootstrap: { type: 'string', multiple: true },
         'no-mdns': { type: 'boolean', default: false },
+        'admin-token': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -140,9 +173,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = makeLogger(values['log-level']);
+  if (values['admin-token'] !== undefined && !/^[\x21-\x7e]{16,}$/.test(values['admin-token'])) {
+    process.stderr.write(`--admin-token must be at least 16 printable characters without spaces\n`);
+    return 2;
+  }
 
   const dataDir = resolve(values.data);
   await mkdir(dataDir, { recursive: true });
+  const adminToken = values['admin-token'] ?? (await loadOrCreateAdminToken(dataDir));
   const kv = await openLevelKv({ name: join(dataDir, 'db'), stores: HOMESERVER_STORES });
   // The network is built first (the homeserver sends through it) and started once the homeserver can answer.
   const identity = await loadOrCreateIdentity(kv);
@@ -188,13 +226,28 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
-  let fetch = (request: Request) => hs.fetch(request);
+  const admin = createAdminApi({
+    kv,
+    adminToken,
+    isUserToken: (token) => hs.services.accounts.authenticate(token).then(() => true),
+    networkStatus: () => ({ ...network.transport.status(), servers: network.transport.connectedServers() }),
+    sendQueues: () => hs.federation.sender.status(),
+    logger,
+  });
+  const serveMatrix = (request: Request) => {
+    const url = new URL(request.url);
+    if (url.pathname === BOOTSTRAP_PATH) return Promise.resolve(bootstrapResponse(request, network.multiaddrs()));
+    return admin.handles(url) ? admin.fetch(request) : hs.fetch(request);
+  };
+  let fetch = serveMatrix;
   if (command === 'start') {
     const here = dirname(fileURLToPath(import.meta.url));
     const app = staticFiles(resolve(values.app ?? join(here, '..', '..', 'dist', 'app')));
     fetch = (request) => {
       const path = new URL(request.url).pathname;
-      return path.startsWith('/_matrix/') || path.startsWith('/.well-known/') ? hs.fetch(request) : app(request);
+      return path.startsWith('/_matrix/') || path.startsWith('/.well-known/') || path.startsWith('/_hearth/')
+        ? serveMatrix(request)
+        : app(request);
     };
   }
   const host = await serveHttp({ host: values.host, port, fetch, logger });

@@ -7,7 +7,7 @@
  * Order (v1.19 lets the server choose): most joined members first, then by room ID, a stable order. Pagination is
  * by key, not offset: `next_batch` is `n` + the last room's (members, room ID) and `prev_batch` `p` + the first
  * room's, Base64url-encoded JSON, so a room joining or leaving the list between pages does not shift the rest.
- * Only this server's directory is served; `server=<another>` is 404 M_NOT_FOUND until federation can fetch it.
+ * `server=<another>` asks that server through the federation layer's `remoteDirectory` hook (404 without one).
  */
 import type { Principal } from '../api/endpoint.js';
 import { badJson, forbidden, guestAccessForbidden, invalidParam, notFound } from '../api/errors.js';
@@ -224,11 +224,15 @@ export class DirectoryService {
     });
   }
 
+  /** Set by the federation layer: another server's directory (GET/POST /_matrix/federation/v1/publicRooms). */
+  remoteDirectory?: (server: string, q: PublicRoomsQuery) => Promise<PublicRoomsResponse>;
+
   /** GET and POST /_matrix/client/v3/publicRooms */
   async publicRooms(q: PublicRoomsQuery): Promise<PublicRoomsResponse> {
     if (q.server !== undefined && q.server !== this.ctx.serverName) {
       if (!isValidServerName(q.server)) throw invalidParam('server', 'is not a valid server name');
-      throw notFound(`The room directory of ${q.server} cannot be fetched: federation is not available yet`);
+      if (this.remoteDirectory) return this.remoteDirectory(q.server, { ...q, server: undefined });
+      throw notFound(`The room directory of ${q.server} cannot be fetched: federation is not available`);
     }
     if (q.limit !== undefined && (!Number.isSafeInteger(q.limit) || q.limit < 0)) {
       throw invalidParam('limit', 'must be a non-negative integer');

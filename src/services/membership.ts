@@ -114,6 +114,7 @@ export class MembershipOps {
    * room that does not exist.
    */
   private async requireLocalRoom(roomId: string): Promise<void> {
+    if (this.rooms.hasCachedHead(roomId)) return; // the pipeline holds its head: the room is here, no read needed
     const room = await this.ctx.kv.read((tx) => tx.get<RoomRecord>(STORES.rooms, [roomId]));
     if (!room) throw notFound(`Room ${roomId} is not known to this server (joining rooms elsewhere needs federation, which is not available yet)`);
   }
@@ -163,6 +164,10 @@ export class MembershipOps {
    * join_authorised_via_users_server. Undefined otherwise (the auth rules then decide on the join rule alone).
    */
   private async restrictedAuthoriser(roomId: string, userId: string): Promise<string | undefined> {
+    // The common case from the pipeline's cache, no read: a join rule that is not restricted needs no authoriser.
+    const cached = this.rooms.cachedState(roomId, 'm.room.join_rules', '');
+    const rule = cached?.content.join_rule;
+    if (cached === null || (cached && rule !== 'restricted' && rule !== 'knock_restricted')) return undefined;
     return this.ctx.kv.read(async (tx) => {
       const jr = await currentStateEvent(tx, roomId, 'm.room.join_rules', '');
       const c = jr && !jr.redactedBy && isJsonObject(jr.json.content) ? jr.json.content : undefined;

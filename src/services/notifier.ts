@@ -17,6 +17,16 @@ export async function allocatePosition(tx: WriteTx): Promise<number> {
   return next;
 }
 
+/**
+ * Skips `n` positions that no stream entry will ever use, and returns the lowest. The federation layer reserves such
+ * a gap below a remote join, for the room history it fetches later (timeline positions, never in /sync's stream).
+ */
+export async function reservePositions(tx: WriteTx, n: number): Promise<number> {
+  const last = (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;
+  await tx.put(STORES.server, POS_KEY, last + n);
+  return last + 1;
+}
+
 /** The last committed stream position. */
 export async function currentPosition(tx: ReadTx): Promise<number> {
   return (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;

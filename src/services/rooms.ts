@@ -683,6 +683,24 @@ export class RoomsService {
     return this.locks.run(roomId, fn);
   }
 
+  /** Whether the pipeline holds the room's head (then the room exists on this server). Reads nothing. */
+  hasCachedHead(roomId: string): boolean {
+    return this.heads.has(roomId);
+  }
+
+  /**
+   * The current state event (type, stateKey) as the pipeline's cache knows it (redacted if redacted), without reading:
+   * `null` when the cached head knows there is none, `undefined` when the cache cannot tell.
+   */
+  cachedState(roomId: string, type: string, key: string): Pdu | null | undefined {
+    const snap = this.heads.get(roomId);
+    if (!snap) return undefined;
+    const k = stateKey(type, key);
+    const id = snap.stateIds.get(k);
+    if (id === undefined) return snap.complete || snap.knownKeys.has(k) ? null : undefined;
+    return this.pduCache.get(id);
+  }
+
   /** Forgets what the pipeline cached about a room after another writer changed it (call under the room's lock). */
   forgetHead(roomId: string, events: readonly Pdu[] = []): void {
     this.heads.delete(roomId);

@@ -513,8 +513,32 @@ export class TimelineService {
     return events;
   }
 
+  /**
+   * Set by the federation layer: fetches up to `limit` events older than the oldest the room holds (history from
+   * before a remote join); resolves true when it stored some. Called when a backward /messages runs out.
+   */
+  fetchHistory?: (roomId: string, limit: number) => Promise<boolean>;
+
   /** GET /_matrix/client/v3/rooms/{roomId}/messages */
   async messages(principal: Principal, roomId: string, o: MessagesOptions): Promise<MessagesResponse> {
+    const { res } = await this.readMessages(principal, roomId, o);
+    // Paging back past the start of what we hold: ask the federation for more, then read again.
+    if (o.dir === 'b' && o.to === undefined && res.end === undefined && this.fetchHistory) {
+      const more = await this.fetchHistory(roomId, Math.max(1, o.limit - res.chunk.length)).catch((e: unknown) => {
+        this.ctx.logger.warn('fetching room history failed', { roomId, error: e });
+        return false;
+      });
+      if (more) {
+        const again = await this.readMessages(principal, roomId, o);
+        // There may be more history below what was just fetched: a token to come back for it.
+        if (again.res.end === undefined && again.lastPos !== undefined) again.res.end = paginationToken(again.lastPos - 1);
+        return again.res;
+      }
+    }
+    return res;
+  }
+
+  private async readMessages(principal: Principal, roomId: string, o: MessagesOptions): Promise<{ res: MessagesResponse; lastPos?: number }> {
     const userId = principal.userId;
     return this.ctx.kv.read(async (tx) => {
       const access = await roomAccess(tx, userId, roomId);
@@ -549,7 +573,7 @@ export class TimelineService {
         const members = await memberEventsAt(tx, scan.records[0].stateAfter, scan.records.map(senderOf), cache);
         res.state = await this.present(tx, principal, members);
       }
-      return res;
+      return { res, lastPos: scan.lastPos };
     });
   }
 

@@ -25,7 +25,9 @@
  * Row cache: rows of landed batches (and rows write transactions read) stay in a small bounded cache, tagged with the
  * commit that wrote them. A hot key — the stream position, a room record, the event just sent that /sync now
  * reads — then needs no LevelDB round trip (each is a hop to libuv's thread pool and back). A snapshot read uses an
- * entry only when it is at least as old as the snapshot, so it never sees a newer value than LevelDB would give it.
+ * entry only when it is at least as old as the snapshot, so it never sees a newer value than LevelDB would give it;
+ * and not at all for the rows of a batch in flight when the snapshot was taken (LevelDB may already have applied
+ * that batch, so the snapshot may hold its rows while the cache still has the older ones).
  */
 import { ClassicLevel } from 'classic-level';
 import {
@@ -164,8 +166,10 @@ class RowCache {
       this.bytes -= rowCost(id, old.value);
       this.rows.delete(id);
     }
-    this.rows.set(id, { value, seq });
-    this.bytes += rowCost(id, value);
+    // A small Buffer is a slice of a shared 8 KiB pool block: keep an exact copy, not the whole block.
+    const own = value !== undefined && value.byteLength !== value.buffer.byteLength ? new Uint8Array(value) : value;
+    this.rows.set(id, { value: own, seq });
+    this.bytes += rowCost(id, own);
     while (this.bytes > ROW_CACHE_BYTES || this.rows.size > ROW_CACHE_ROWS) {
       const [firstId, first] = this.rows.entries().next().value!;
       this.rows.delete(firstId);
@@ -205,6 +209,8 @@ export class LevelKv implements Kv {
   /** The last commit whose batch has landed (its rows are in LevelDB and in the row cache). */
   private landedSeq = 0;
   private readonly cache = new RowCache();
+  /** Row-cache IDs of the batch being written (from before writeBatch until its landing is processed). */
+  private inFlight: ReadonlySet<string> | undefined;
   /** Bumped when a batch fails, to reject the transaction that was running on top of the lost writes. */
   private epoch = 0;
   private closing = false;
@@ -218,7 +224,7 @@ export class LevelKv implements Kv {
     this.stores = stores;
     this.storeSet = new Set(stores);
     for (const s of stores) this.prefixes.set(s, encodeKey([s]));
-    this.pendingView = new OverlayView(new LevelSource(this, undefined, Infinity), this.pending);
+    this.pendingView = new OverlayView(new LevelSource(this, undefined, Infinity, undefined), this.pending);
   }
 
   /** @internal */
@@ -236,9 +242,9 @@ export class LevelKv implements Kv {
     return decodeKey(row, this.prefixes.get(store)!.length);
   }
 
-  /** @internal a cached row written at or before commit `maxSeq`. */
-  cachedRow(id: string, maxSeq: number): CachedRow | undefined {
-    return this.cache.get(id, maxSeq);
+  /** @internal a cached row written at or before commit `maxSeq`, unless it is one of `dirty`. */
+  cachedRow(id: string, maxSeq: number, dirty: ReadonlySet<string> | undefined): CachedRow | undefined {
+    return dirty?.has(id) ? undefined : this.cache.get(id, maxSeq);
   }
 
   /**
@@ -280,10 +286,11 @@ export class LevelKv implements Kv {
     }
     // Taken with the snapshot: cached rows written after it must not answer this transaction.
     const seenSeq = this.landedSeq;
+    const dirty = this.inFlight;
     const state: TxState = { active: true };
     const work = (async () => {
       try {
-        return await fn(new ReadTxImpl(new LevelSource(this, snapshot, seenSeq), this.storeSet, state));
+        return await fn(new ReadTxImpl(new LevelSource(this, snapshot, seenSeq, dirty), this.storeSet, state));
       } finally {
         state.active = false;
         await snapshot.close().catch(() => undefined);
@@ -362,8 +369,12 @@ export class LevelKv implements Kv {
         const group = this.queue.splice(0);
         const ops = group.length === 1 ? group[0].ops : group.flatMap((g) => g.ops);
         try {
-          if (ops.length > 0) await this.writeBatch(ops);
+          if (ops.length > 0) {
+            this.inFlight = new Set(group.flatMap((g) => g.rows.map(([id]) => id)));
+            await this.writeBatch(ops);
+          }
         } catch (err) {
+          this.inFlight = undefined;
           const failure = mapError(err);
           this.epoch++;
           const rest = this.queue.splice(0);
@@ -373,6 +384,7 @@ export class LevelKv implements Kv {
         }
         for (const g of group) for (const [id, value] of g.rows) this.cache.set(id, value, g.seq);
         this.landedSeq = group[group.length - 1].seq;
+        this.inFlight = undefined;
         this.pending.removeUpTo(this.landedSeq);
         for (const g of group) g.resolve();
       }
@@ -416,6 +428,8 @@ class LevelSource implements ReadSource {
     private readonly snapshot: Snapshot | undefined,
     /** Cached rows written after this commit are too new for this source (its snapshot predates them). */
     private readonly maxSeq: number,
+    /** Rows of the batch in flight when the snapshot was taken: LevelDB, not the cache, knows which version it has. */
+    private readonly dirty: ReadonlySet<string> | undefined,
   ) {}
 
   private get opts(): { snapshot?: Snapshot } {
@@ -424,7 +438,7 @@ class LevelSource implements ReadSource {
 
   async get(store: string, key: Key): Promise<StoredValue | undefined> {
     const id = rowId(store, key);
-    const hit = this.kv.cachedRow(id, this.maxSeq);
+    const hit = this.kv.cachedRow(id, this.maxSeq, this.dirty);
     if (hit) return hit.value === undefined ? undefined : decodeValue(hit.value);
     // Only a write transaction's read (no snapshot: the latest landed value) may fill the cache.
     const fillSeq = this.snapshot ? undefined : this.kv.landed;
@@ -443,7 +457,7 @@ class LevelSource implements ReadSource {
     const missIds: string[] = [];
     for (let i = 0; i < keys.length; i++) {
       const id = rowId(store, keys[i]);
-      const hit = this.kv.cachedRow(id, this.maxSeq);
+      const hit = this.kv.cachedRow(id, this.maxSeq, this.dirty);
       if (hit) out[i] = hit.value === undefined ? undefined : decodeValue(hit.value);
       else {
         missIdx.push(i);

@@ -12,7 +12,8 @@ import type { Migration } from './migrations.js';
 
 export const STORES = {
   /** ['identity'] → { seed: Uint8Array } — the server's ed25519 seed (its name is its public key);
-   *  ['streamPos'] → number — last allocated stream position; ['nextId', kind] → number. */
+   *  ['streamPos'] → number — last allocated stream position; ['nextId', kind] → number;
+   *  ['history', roomId] → HistoryRecord — the gap kept below a remote join for backfill (federation/history.ts). */
   server: 'server',
   /** [userId] → UserRecord */
   users: 'users',

@@ -35,6 +35,8 @@ export interface ServedPeer {
   /** Base URL of the running process (changes on restart: the port is picked anew). */
   readonly url: string;
   readonly serverName: string;
+  /** The libp2p addresses from the ready line, each ending in /p2p/<peer id> (change on restart with port 0). */
+  readonly multiaddrs: string[];
   readonly dataDir: string;
   /** Process id of the running server. */
   readonly pid: number;
@@ -56,6 +58,7 @@ interface Running {
   stderr: string[];
   url: string;
   serverName: string;
+  multiaddrs: string[];
 }
 
 const live = new Set<ServedPeer>();
@@ -148,8 +151,8 @@ function launch(dataDir: string, opts: ServeOptions): Promise<Running> {
         ready = true;
         clearTimeout(timer);
         try {
-          const info = JSON.parse(line.slice('ready '.length)) as { url: string; serverName: string };
-          done({ child, exited, stderr, url: info.url, serverName: info.serverName });
+          const info = JSON.parse(line.slice('ready '.length)) as { url: string; serverName: string; multiaddrs?: string[] };
+          done({ child, exited, stderr, url: info.url, serverName: info.serverName, multiaddrs: info.multiaddrs ?? [] });
         } catch (e) {
           child.kill('SIGKILL');
           fail(new Error(`unparseable ready line: ${line} (${(e as Error).message})`));
@@ -184,6 +187,9 @@ export async function startServe(opts: ServeOptions = {}): Promise<ServedPeer> {
     },
     get serverName() {
       return running.serverName;
+    },
+    get multiaddrs() {
+      return running.multiaddrs;
     },
     dataDir,
     get pid() {

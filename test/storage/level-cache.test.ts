@@ -104,6 +104,43 @@ describe('LevelKv row cache', () => {
     });
   });
 
+  it('a snapshot taken after a batch reached LevelDB, before LevelKv saw it land, sees all of that batch', async () => {
+    await withLevel(async (kv) => {
+      await kv.write((tx) => tx.put('s', ['a'], 'old'));
+      // 'a' is now in the row cache as 'old'; 'b' is in neither. The next batch is written, but its completion is
+      // held back.
+      const db = kv as unknown as { writeBatch: (...args: unknown[]) => Promise<void> };
+      const original = db.writeBatch.bind(db);
+      let written!: () => void;
+      const isWritten = new Promise<void>((r) => (written = r));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      db.writeBatch = async (...args: unknown[]) => {
+        await original(...args);
+        written();
+        await gate;
+      };
+      const w = kv.write(async (tx) => {
+        await tx.put('s', ['a'], 'new');
+        await tx.put('s', ['b'], 'new');
+      });
+      await isWritten;
+      let seen: unknown[];
+      let many: unknown[];
+      try {
+        seen = await kv.read(async (tx) => [await tx.get('s', ['a']), await tx.get('s', ['b'])]);
+        many = await kv.read((tx) => tx.getMany('s', [['a'], ['b']]));
+      } finally {
+        release();
+      }
+      await w;
+      // Whichever state the snapshot has, it must have it whole: ['old', undefined] or ['new', 'new'].
+      expect(seen[1] === undefined ? 'old' : 'new').toBe(seen[0]);
+      expect(many[1] === undefined ? 'old' : 'new').toBe(many[0]);
+      expect(await kv.read((tx) => tx.getMany('s', [['a'], ['b']]))).toEqual(['new', 'new']);
+    });
+  });
+
   it('returns a fresh copy on every read', async () => {
     await withLevel(async (kv) => {
       await kv.write((tx) => tx.put('s', ['o'], { a: [1] }));

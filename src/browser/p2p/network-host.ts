@@ -54,9 +54,14 @@ function serialize(e: unknown): SerializedError {
   return { name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) };
 }
 
-function transportOf(addr: string): string {
+/**
+ * The transport of a connection by its remote address. A WebRTC link dialled through a relay keeps the relay in its
+ * address (`…/p2p-circuit/webrtc/p2p/<peer>`; the answering side sees `/webrtc/p2p/<peer>`), yet carries no relayed
+ * byte: `/webrtc` wins over `/p2p-circuit`.
+ */
+export function transportOf(addr: string): string {
+  if (/\/webrtc(\/|$)/.test(addr)) return 'webrtc';
   if (addr.includes('/p2p-circuit')) return 'relayed';
-  if (addr.includes('/webrtc')) return 'webrtc';
   if (addr.includes('/ws')) return 'websockets';
   if (addr.includes('/tcp/')) return 'tcp';
   return 'other';
@@ -126,7 +131,7 @@ export class NetworkHost {
     this.node.addEventListener('connection:open', this.onConnectionsChanged);
     this.node.addEventListener('connection:close', this.onConnectionsChanged);
     this.keepalive = setInterval(() => void this.ping(), KEEPALIVE_MS);
-    this.statusTimer = setInterval(this.onConnectionsChanged, 5_000);
+    this.statusTimer = setInterval(this.onTick, 5_000);
     void this.startReconnector();
   }
 
@@ -140,7 +145,7 @@ export class NetworkHost {
     clearInterval(this.statusTimer);
     this.reconnector?.stop();
     await this.transport?.stop().catch(() => undefined);
-    await this.node?.stop().catch(() => undefined);
+    await Promise.resolve(this.node?.stop()).catch(() => undefined);
     await this.peerBook?.stop().catch(() => undefined);
     await Promise.resolve(this.kv?.close()).catch(() => undefined);
     if (this.port) this.port.close();
@@ -341,19 +346,27 @@ export class NetworkHost {
     return [...new Set(out)];
   }
 
-  private async dialThroughRelays(node: HearthLibp2p, peerId: PeerId): Promise<void> {
-    const relays = await this.relays(node);
-    if (relays.length === 0) return;
+  /** Dials the peer with WebRTC signalled through each relay in turn; true once connected. */
+  private async dialWebRtc(node: HearthLibp2p, peerId: PeerId, relays: readonly string[]): Promise<boolean> {
     const target = peerId.toString();
     const timeout = this.init.webrtcDialTimeoutMs ?? 10_000;
     for (const relay of relays) {
       try {
         await node.dial(multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${target}`), { signal: AbortSignal.timeout(timeout) });
-        return;
+        return true;
       } catch (e) {
         this.logger.debug(`network: no WebRTC link to ${target} through ${relay}`, (e as Error).message);
       }
     }
+    return false;
+  }
+
+  private async dialThroughRelays(node: HearthLibp2p, peerId: PeerId): Promise<void> {
+    const relays = await this.relays(node);
+    if (relays.length === 0) return;
+    const target = peerId.toString();
+    const timeout = this.init.webrtcDialTimeoutMs ?? 10_000;
+    if (await this.dialWebRtc(node, peerId, relays)) return;
     for (const relay of relays) {
       try {
         await node.dial(multiaddr(`${relay}/p2p-circuit/p2p/${target}`), { signal: AbortSignal.timeout(timeout) });
@@ -361,6 +374,42 @@ export class NetworkHost {
       } catch (e) {
         this.logger.debug(`network: no relayed link to ${target} through ${relay}`, (e as Error).message);
       }
+    }
+  }
+
+  /** Peers → when we last tried to replace their relayed link with WebRTC. */
+  private readonly upgradeTried = new Map<string, number>();
+
+  /**
+   * Replaces relayed links to other Hearth servers with direct WebRTC ones (a link made before the other side had
+   * its relay reservation, or when WebRTC failed once, ends up relayed), then closes the relayed link, so
+   * federation moves to the direct link and survives the relay going away. One side tries (the smaller peer ID),
+   * at most every 15 s per peer.
+   */
+  private upgradeRelayed(): void {
+    const node = this.node;
+    if (!node || node.status !== 'started') return;
+    const links = new Map<string, { peerId: PeerId; relayed: boolean; direct: boolean }>();
+    for (const c of node.getConnections()) {
+      if (c.status !== 'open' || peerIdToServerName(c.remotePeer) === undefined) continue;
+      const id = c.remotePeer.toString();
+      const l = links.get(id) ?? { peerId: c.remotePeer, relayed: false, direct: false };
+      if (transportOf(c.remoteAddr.toString()) === 'relayed') l.relayed = true;
+      else l.direct = true;
+      links.set(id, l);
+    }
+    const self = node.peerId.toString();
+    const now = Date.now();
+    for (const [id, l] of links) {
+      if (!l.relayed || self > id || now - (this.upgradeTried.get(id) ?? 0) < 15_000) continue;
+      this.upgradeTried.set(id, now);
+      void (async () => {
+        if (!l.direct && !(await this.dialWebRtc(node, l.peerId, await this.relays(node)))) return;
+        for (const c of node.getConnections(l.peerId)) {
+          if (transportOf(c.remoteAddr.toString()) === 'relayed') await c.close().catch(() => c.abort(new Error('replaced by a direct link')));
+        }
+        this.onConnectionsChanged();
+      })().catch((e: unknown) => this.logger.debug(`network: could not upgrade the link to ${id}`, (e as Error).message));
     }
   }
 
@@ -447,6 +496,11 @@ export class NetworkHost {
   bootstrapAddrs(): string[] {
     return [...this.bootstrap];
   }
+
+  private readonly onTick = (): void => {
+    this.upgradeRelayed();
+    this.onConnectionsChanged();
+  };
 
   private readonly onConnectionsChanged = (): void => {
     this.post({ t: 'servers', servers: this.transport?.connectedServers() ?? [] });

@@ -3,6 +3,7 @@
  * Peers are filled by federation (a later issue): PeerList takes whatever list it is given.
  */
 import { useEffect, useState } from 'preact/hooks';
+import { onNetworkStatus } from '../../browser/p2p/leader.js';
 import { formatBytes } from '../lib/format.js';
 import { serverName } from '../lib/ids.js';
 import { useApp } from './context.js';
@@ -27,6 +28,25 @@ export function PeerList({ peers }: { peers: readonly Peer[] }) {
       ))}
     </ul>
   );
+}
+
+/** The peers the network host (the leader tab, src/browser/p2p) is connected to, with their transport. */
+function useNetworkPeers(): Peer[] {
+  const [peers, setPeers] = useState<Peer[]>([]);
+  useEffect(
+    () =>
+      onNetworkStatus((msg) =>
+        setPeers(
+          msg.peers.map((p) => ({
+            id: p.id,
+            label: `${p.serverName ? `${p.serverName.slice(0, 12)}…` : `${p.id.slice(0, 12)}… (relay)`} · ${p.transport}`,
+            connected: true,
+          })),
+        ),
+      ),
+    [],
+  );
+  return peers;
 }
 
 type HsState = { state: 'checking' } | { state: 'up'; versions: string[] } | { state: 'down'; error: string };
@@ -93,8 +113,10 @@ export function StatusBar() {
 }
 
 /** The full status section of the account screen. */
-export function StatusArea({ peers = [] }: { peers?: readonly Peer[] }) {
+export function StatusArea({ peers }: { peers?: readonly Peer[] }) {
   const { session } = useApp();
+  const live = useNetworkPeers();
+  peers ??= live;
   const hs = useHomeserver();
   const est = useStorageEstimate();
   return (
