@@ -146,10 +146,36 @@ export class EphemeralService {
     if (actor !== userId) throw forbidden('You may only set your own typing state');
     if (!isValidRoomId(roomId)) throw invalidParam('roomId', 'is not a valid room ID');
     if (timeoutMs !== undefined && timeoutMs < 0) throw invalidParam('timeout', 'must not be negative');
-    const now = this.ctx.clock.now();
-    const expiresTs = now + Math.min(timeoutMs ?? TYPING_DEFAULT_TIMEOUT_MS, TYPING_MAX_TIMEOUT_MS);
-    const pos = await this.ctx.kv.write(async (tx): Promise<Changed> => {
+    const expiresInMs = Math.min(timeoutMs ?? TYPING_DEFAULT_TIMEOUT_MS, TYPING_MAX_TIMEOUT_MS);
+    await this.writeTyping(roomId, userId, typing, expiresInMs, async (tx) => {
       if ((await membershipIn(tx, userId, roomId)) !== 'join') throw forbidden(`${userId} is not in room ${roomId}`);
+    });
+    for (const l of this.typingListeners) l(roomId, userId, typing, expiresInMs);
+  }
+
+  /**
+   * Typing of a user of another server (an m.typing EDU). The caller has checked that the user is joined to the
+   * room; the timeout is ours (the EDU carries none).
+   */
+  async setRemoteTyping(roomId: string, userId: string, typing: boolean, timeoutMs = TYPING_DEFAULT_TIMEOUT_MS): Promise<void> {
+    await this.writeTyping(roomId, userId, typing, Math.min(timeoutMs, TYPING_MAX_TIMEOUT_MS));
+  }
+
+  /**
+   * Records a user's typing state in one write (after `check`, inside the same transaction), takes a stream
+   * position only when the list of typing users changes, and (re)arms the expiry timer.
+   */
+  private async writeTyping(
+    roomId: string,
+    userId: string,
+    typing: boolean,
+    expiresInMs: number,
+    check?: (tx: WriteTx) => Promise<void>,
+  ): Promise<void> {
+    const now = this.ctx.clock.now();
+    const expiresTs = now + expiresInMs;
+    const pos = await this.ctx.kv.write(async (tx): Promise<Changed> => {
+      if (check) await check(tx);
       const existing = await tx.get<TypingRecord>(STORES.typing, [roomId, userId]);
       const wasTyping = existing !== undefined && existing.expiresTs > now;
       if (typing) {
@@ -174,45 +200,10 @@ export class EphemeralService {
     const timer = this.typingTimers.get(key);
     if (timer !== undefined) clearTimeout(timer);
     this.typingTimers.delete(key);
-    if (typing && !this.stopped) this.scheduleTypingExpiry(key, roomId, userId, expiresTs - now);
+    if (typing && !this.stopped) this.scheduleTypingExpiry(key, roomId, userId, expiresInMs);
     if (pos !== undefined) this.ctx.notifier.notify(pos);
-    for (const l of this.typingListeners) l(roomId, userId, typing, expiresTs - now);
   }
 
-  /**
-   * Typing of a user of another server (an m.typing EDU). The caller has checked that the user is joined to the
-   * room; the timeout is ours (the EDU carries none).
-   */
-  async setRemoteTyping(roomId: string, userId: string, typing: boolean, timeoutMs = TYPING_DEFAULT_TIMEOUT_MS): Promise<void> {
-    const now = this.ctx.clock.now();
-    const expiresTs = now + Math.min(timeoutMs, TYPING_MAX_TIMEOUT_MS);
-    const pos = await this.ctx.kv.write(async (tx): Promise<Changed> => {
-      const existing = await tx.get<TypingRecord>(STORES.typing, [roomId, userId]);
-      const wasTyping = existing !== undefined && existing.expiresTs > now;
-      if (typing) {
-        if (wasTyping) {
-          await tx.put(STORES.typing, [roomId, userId], { expiresTs, pos: existing.pos } satisfies TypingRecord);
-          return undefined;
-        }
-        const p = await allocatePosition(tx);
-        await tx.put(STORES.typing, [roomId, userId], { expiresTs, pos: p } satisfies TypingRecord);
-        await tx.put(STORES.stream, [p], { kind: 'typing', roomId } satisfies StreamEntry);
-        return p;
-      }
-      if (!existing) return undefined;
-      await tx.delete(STORES.typing, [roomId, userId]);
-      if (!wasTyping) return undefined;
-      const p = await allocatePosition(tx);
-      await tx.put(STORES.stream, [p], { kind: 'typing', roomId } satisfies StreamEntry);
-      return p;
-    });
-    const key = roomId + '\u0000' + userId;
-    const timer = this.typingTimers.get(key);
-    if (timer !== undefined) clearTimeout(timer);
-    this.typingTimers.delete(key);
-    if (typing && !this.stopped) this.scheduleTypingExpiry(key, roomId, userId, expiresTs - now);
-    if (pos !== undefined) this.ctx.notifier.notify(pos);
-  }
 
   /**
    * A receipt of a user of another server (an m.receipt EDU), for an event in the room's timeline here; receipts

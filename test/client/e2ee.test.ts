@@ -13,59 +13,19 @@ import { logger as sdkGlobalLogger } from 'matrix-js-sdk/lib/logger.js';
 import type { ICreateClientOpts, MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 import { http, registerUser, startServe } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
+import { quietLogger as makeQuietLogger, waitFor as waitForEvent } from '../helpers/js-sdk.js';
+import type { Emitter } from '../helpers/js-sdk.js';
 
 const WAIT_MS = 20_000;
 
 // Parts of the SDK (the event queue) log through its global logger (a loglevel logger) at info level.
 (sdkGlobalLogger as unknown as { setLevel(level: string): void }).setLevel('warn');
 
-const quietLogger: NonNullable<ICreateClientOpts['logger']> = {
-  trace() {},
-  debug() {},
-  info() {},
-  // The empty push rule set below makes the SDK list every default rule it adds: noise, not a problem.
-  warn: (...msg: unknown[]) => (String(msg[0]).includes('push rule') ? undefined : console.warn('[js-sdk]', ...msg)),
-  error: (...msg: unknown[]) => console.error('[js-sdk]', ...msg),
-  getChild: () => quietLogger,
-};
+const quietLogger = makeQuietLogger();
 
-/**
- * The SDK will not finish its first sync without GET /pushrules/; until this server has push rules, a 404 there is
- * answered here with an empty rule set (inert once the endpoint exists). Everything else goes to the server as is.
- */
-const fetchFn: typeof fetch = async (input, init) => {
-  const res = await fetch(input, init);
-  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  if (res.status === 404 && new URL(url).pathname === '/_matrix/client/v3/pushrules/') {
-    return new Response(JSON.stringify({ global: {} }), { status: 200, headers: { 'content-type': 'application/json' } });
-  }
-  return res;
-};
 
-type Emitter = { on(e: string, f: (...a: any[]) => void): unknown; off(e: string, f: (...a: any[]) => void): unknown };
-
-/** Resolves with `check()`'s first truthy result, checked now and whenever `emitter` emits one of `events`. */
 function waitFor<T>(emitter: Emitter, events: readonly string[], check: () => T | undefined | null | false, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const now = check();
-    if (now) return resolve(now);
-    const listener = () => {
-      const v = check();
-      if (v) {
-        finish();
-        resolve(v);
-      }
-    };
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`));
-    }, WAIT_MS);
-    const finish = () => {
-      clearTimeout(timer);
-      for (const e of events) emitter.off(e, listener);
-    };
-    for (const e of events) emitter.on(e, listener);
-  });
+  return waitForEvent(emitter, events, check, what, WAIT_MS);
 }
 
 describe('end-to-end encryption with matrix-js-sdk and Rust crypto', () => {
@@ -81,7 +41,6 @@ describe('end-to-end encryption with matrix-js-sdk and Rust crypto', () => {
       accessToken: account.accessToken,
       deviceId: account.deviceId,
       logger: quietLogger,
-      fetchFn,
     });
     clients.push(client);
     await client.initRustCrypto({ useIndexedDB: false });

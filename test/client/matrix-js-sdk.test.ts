@@ -21,18 +21,12 @@ import {
 import type { ICreateClientOpts, MatrixClient, Room } from 'matrix-js-sdk';
 import { http, registerUser, startServe } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
+import { quietLogger as makeQuietLogger, waitFor as waitForEvent, timelineEvent, waitForTimelineEvent as waitForTimelineEventIn } from '../helpers/js-sdk.js';
+import type { Emitter } from '../helpers/js-sdk.js';
 
 const WAIT_MS = 10_000;
 
-// The SDK logs every request at debug level; keep warnings and errors (they explain a failure).
-const quietLogger: NonNullable<ICreateClientOpts['logger']> = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn: (...msg: unknown[]) => console.warn('[js-sdk]', ...msg),
-  error: (...msg: unknown[]) => console.error('[js-sdk]', ...msg),
-  getChild: () => quietLogger,
-};
+const quietLogger = makeQuietLogger();
 
 const clients: MatrixClient[] = [];
 
@@ -49,43 +43,8 @@ function newClient(peer: ServedPeer, account: Account): MatrixClient {
   return client;
 }
 
-/**
- * Resolves with `check()`'s first truthy result: checked now and again every time `emitter` emits one of `events`.
- * Rejects after WAIT_MS with `what` in the message.
- */
-function waitFor<T>(
-  emitter: { on(e: string, f: (...a: any[]) => void): unknown; off(e: string, f: (...a: any[]) => void): unknown },
-  events: readonly string[],
-  check: () => T | undefined | null | false,
-  what: string,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const now = check();
-    if (now) return resolve(now);
-    const listener = () => {
-      let v: T | undefined | null | false;
-      try {
-        v = check();
-      } catch (e) {
-        finish();
-        reject(e);
-        return;
-      }
-      if (v) {
-        finish();
-        resolve(v);
-      }
-    };
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`));
-    }, WAIT_MS);
-    const finish = () => {
-      clearTimeout(timer);
-      for (const e of events) emitter.off(e, listener);
-    };
-    for (const e of events) emitter.on(e, listener);
-  });
+function waitFor<T>(emitter: Emitter, events: readonly string[], check: () => T | undefined | null | false, what: string): Promise<T> {
+  return waitForEvent(emitter, events, check, what, WAIT_MS);
 }
 
 async function startAndSync(client: MatrixClient, initialSyncLimit = 20): Promise<void> {
@@ -94,12 +53,9 @@ async function startAndSync(client: MatrixClient, initialSyncLimit = 20): Promis
   await prepared;
 }
 
-function timelineEvent(client: MatrixClient, roomId: string, eventId: string): MatrixEvent | undefined {
-  return client.getRoom(roomId)?.getLiveTimeline().getEvents().find((e) => e.getId() === eventId);
-}
 
 function waitForTimelineEvent(client: MatrixClient, roomId: string, eventId: string): Promise<MatrixEvent> {
-  return waitFor(client, [RoomEvent.Timeline], () => timelineEvent(client, roomId, eventId), `${eventId} in ${client.getUserId()}'s timeline`);
+  return waitForTimelineEventIn(client, roomId, eventId, WAIT_MS);
 }
 
 function membership(client: MatrixClient, roomId: string, userId: string): string | undefined {

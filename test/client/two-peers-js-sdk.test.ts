@@ -12,50 +12,21 @@ import type { ICreateClientOpts, MatrixClient, MatrixEvent } from 'matrix-js-sdk
 import { registerUser } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
 import { startPeers } from '../federation-node/peers.js';
+import { quietLogger as makeQuietLogger, waitFor as waitForEvent, timelineEvent, waitForTimelineEvent as waitForTimelineEventIn } from '../helpers/js-sdk.js';
+import type { Emitter } from '../helpers/js-sdk.js';
 
 const WAIT_MS = 20_000;
 
-const quietLogger: NonNullable<ICreateClientOpts['logger']> = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn: (...msg: unknown[]) => console.warn('[js-sdk]', ...msg),
-  error: (...msg: unknown[]) => console.error('[js-sdk]', ...msg),
-  getChild: () => quietLogger,
-};
+const quietLogger = makeQuietLogger();
 
-type Emitter = { on(e: string, f: (...a: any[]) => void): unknown; off(e: string, f: (...a: any[]) => void): unknown };
 
-/** Resolves with `check()`'s first truthy result, checked now and on every one of `events`; rejects after WAIT_MS. */
 function waitFor<T>(emitter: Emitter, events: readonly string[], check: () => T | undefined | null | false, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const now = check();
-    if (now) return resolve(now);
-    const listener = () => {
-      const v = check();
-      if (v) {
-        finish();
-        resolve(v);
-      }
-    };
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`));
-    }, WAIT_MS);
-    const finish = () => {
-      clearTimeout(timer);
-      for (const e of events) emitter.off(e, listener);
-    };
-    for (const e of events) emitter.on(e, listener);
-  });
+  return waitForEvent(emitter, events, check, what, WAIT_MS);
 }
 
-function timelineEvent(client: MatrixClient, roomId: string, eventId: string): MatrixEvent | undefined {
-  return client.getRoom(roomId)?.getLiveTimeline().getEvents().find((e) => e.getId() === eventId);
-}
 
 function waitForTimelineEvent(client: MatrixClient, roomId: string, eventId: string): Promise<MatrixEvent> {
-  return waitFor(client, [RoomEvent.Timeline], () => timelineEvent(client, roomId, eventId), `${eventId} in ${client.getUserId()}'s timeline`);
+  return waitForTimelineEventIn(client, roomId, eventId, WAIT_MS);
 }
 
 describe('matrix-js-sdk clients on two federating Node peers', () => {
