@@ -37,7 +37,7 @@ export function wireJson(json: JsonObject): JsonObject {
 }
 
 /**
- * Sends events of a room to the other servers in it (a /send to each, and gossip on the room's topic). `also`
+ * Sends events of a room to the other servers in it (gossip on the room's topic, /send to those it missed). `also`
  * adds servers that must get them although they are not joined (a kicked or banned user's server).
  */
 export async function relay(
@@ -53,9 +53,5 @@ export async function relay(
   for (const s of opts.except ?? []) servers.delete(s);
   if (servers.size === 0) return;
   const items = pdus.map((p) => ({ eventId: p.eventId, json: wireJson(p.json) }));
-  parts.sender.sendPdus(servers, items);
-  parts.sender.publish(
-    roomId,
-    items.map((i) => i.json),
-  );
+  parts.sender.fanOut(roomId, servers, items);
 }

@@ -1,6 +1,8 @@
 /**
- * Outgoing PDUs and EDUs: gossip to the room's topic, and `/send` transactions to every server that must get
- * them, one queue per destination.
+ * Outgoing PDUs and EDUs: new PDUs are gossiped on the room's topic, and go as `/send` transactions only to the
+ * room's servers the gossip was not handed to directly (FederationTransport.publishTo), so each receiver processes
+ * an event once. EDUs (typing, receipts, presence, device lists, to-device) always go by `/send`: they are few,
+ * and a receiver only believes them from their origin. One queue per destination.
  * Spec: shared/matrix-spec/content/server-server-api.md §Transactions (at most 50 PDUs and 100 EDUs each),
  * data/api/server-server/transactions.yaml.
  *
@@ -22,6 +24,12 @@ import { federationJson, recordsById } from './pdus.js';
 import type { RemoteClient } from './remote.js';
 import { RemoteError } from './remote.js';
 import type { FederationTransport } from './transport.js';
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 /** federation_outbox: [destination, seq] → OutboxItem */
 export type OutboxItem = { eventId: string } | { edu: JsonObject };
@@ -62,6 +70,9 @@ export class FederationSender {
   private readonly timeoutMs: number;
   /** Resolvers waiting for every queue to drain (tests, shutdown). */
   private idleWaiters: Array<() => void> = [];
+  /** Gossip publishes not yet settled (their /send remainder is not queued yet), and the last one per room. */
+  private publishing = 0;
+  private readonly roomPublishes = new Map<string, Promise<void>>();
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -91,16 +102,51 @@ export class FederationSender {
     for (const d of this.dests.values()) if (d.timer) clearTimeout(d.timer);
   }
 
-  /** Fans PDUs out on the room's gossip topic (best effort). */
-  publish(roomId: string, pdus: readonly JsonObject[], edus: readonly JsonObject[] = []): void {
-    if (!this.transport || (pdus.length === 0 && edus.length === 0)) return;
-    const message: JsonObject = {
-      origin: this.ctx.serverName,
-      origin_server_ts: this.ctx.clock.now(),
-      pdus: [...pdus],
-      edus: [...edus],
-    };
-    this.transport.publish(roomId, message).catch((e) => this.ctx.logger.debug('federation: gossip publish failed', e));
+  /**
+   * Sends a room's new PDUs to `destinations`: gossip on the room's topic first, then `/send` only to the servers
+   * the gossip was not handed to (each receiver processes an event once). A transport without `publishTo`, or a
+   * failed publish, means `/send` to all. Publishes of one room go out one after another, so the /send queues
+   * keep the events' order.
+   */
+  fanOut(roomId: string, destinations: Iterable<string>, pdus: ReadonlyArray<{ eventId: string; json: JsonObject }>): void {
+    if (pdus.length === 0) return;
+    const dests = [...new Set(destinations)].filter((n) => n !== this.ctx.serverName);
+    const transport = this.transport;
+    if (!transport) return this.sendPdus(dests, pdus);
+    if (!transport.publishTo) {
+      this.sendPdus(dests, pdus);
+      for (const chunk of chunks(pdus, MAX_TXN_PDUS)) {
+        transport.publish(roomId, this.gossipMessage(chunk)).catch((e) => this.ctx.logger.debug('federation: gossip publish failed', e));
+      }
+      return;
+    }
+    const publishTo = transport.publishTo.bind(transport);
+    this.publishing++;
+    const previous = this.roomPublishes.get(roomId) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if (this.stopped) return;
+      // Receivers read at most MAX_TXN_PDUS from a gossip message: larger batches go out in several.
+      for (const chunk of chunks(pdus, MAX_TXN_PDUS)) {
+        let reached: ReadonlySet<string>;
+        try {
+          reached = new Set(await publishTo(roomId, this.gossipMessage(chunk)));
+        } catch (e) {
+          this.ctx.logger.debug('federation: gossip publish failed, sending to every server', e);
+          reached = new Set();
+        }
+        this.sendPdus(dests.filter((n) => !reached.has(n)), chunk);
+      }
+    });
+    this.roomPublishes.set(roomId, next);
+    void next.finally(() => {
+      if (this.roomPublishes.get(roomId) === next) this.roomPublishes.delete(roomId);
+      this.publishing--;
+      this.checkIdle();
+    });
+  }
+
+  private gossipMessage(pdus: ReadonlyArray<{ json: JsonObject }>): JsonObject {
+    return { origin: this.ctx.serverName, origin_server_ts: this.ctx.clock.now(), pdus: pdus.map((p) => p.json), edus: [] };
   }
 
   /** Queues PDUs (wire JSON with their IDs) for each destination. */
@@ -165,6 +211,7 @@ export class FederationSender {
   }
 
   private isIdle(): boolean {
+    if (this.publishing > 0) return false;
     for (const d of this.dests.values()) {
       if (d.sending || d.pendingWrites > 0) return false;
       if (!d.timer && (d.memory.length > 0 || d.stored)) return false;

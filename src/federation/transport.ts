@@ -50,10 +50,17 @@ export interface FederationTransport {
   request(destination: string, req: FederationRequest, opts?: RequestOptions): Promise<FederationResponse>;
   /**
    * Fans a message out to every peer subscribed to the room's topic (gossipsub). Best effort: callers still send
-   * `/send` transactions to servers that must get it. The message is a JSON object (a transaction body:
+   * `/send` transactions to servers that must get it (see `publishTo` for which ones). The message is a JSON object (a transaction body:
    * `{ origin, origin_server_ts, pdus, edus }`).
    */
   publish(roomId: string, message: JsonObject): Promise<void>;
+  /**
+   * `publish`, resolving with the servers the message was handed to directly (gossipsub's recipients). Callers
+   * treat those as delivered and send `/send` transactions only to the room's other servers; a server that then
+   * misses it fills the gap with get_missing_events. Rejects when the message could not be published (e.g. over
+   * the gossip size limit): callers then send to every server. Optional: without it, callers send to all.
+   */
+  publishTo?(roomId: string, message: JsonObject): Promise<string[]>;
   /** Start/stop receiving the room's gossip (delivered to `FederationInbound.handleGossip`). */
   subscribe(roomId: string): void;
   unsubscribe(roomId: string): void;

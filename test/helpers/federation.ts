@@ -46,6 +46,10 @@ class MemoryTransport implements FederationTransport {
   async publish(roomId: string, message: JsonObject): Promise<void> {
     this.net.deliverGossip(this.name, roomId, message);
   }
+  /** As gossipsub's flood publish: handed to every subscribed server this one can reach. */
+  async publishTo(roomId: string, message: JsonObject): Promise<string[]> {
+    return this.net.deliverGossip(this.name, roomId, message);
+  }
   subscribe(roomId: string): void {
     this.topics.add(roomId);
   }
@@ -71,6 +75,8 @@ export class MemoryNetwork {
   private inFlight = 0;
   private waiters: Array<() => void> = [];
   readonly stats: NetworkStats = { requests: 0, gossip: 0, refused: 0 };
+  /** While set, publishing gossip fails (as an oversized message or a stopped node would). */
+  gossipFails = false;
   /** Hook for tests: sees (and may replace) every request before delivery. */
   intercept?: (from: string, to: string, req: FederationRequest) => FederationRequest | undefined;
 
@@ -92,6 +98,11 @@ export class MemoryNetwork {
   /** The rooms whose gossip a server follows. */
   topicsOf(name: string): string[] {
     return [...(this.nodes.get(name)?.transport.topics ?? [])];
+  }
+
+  /** Stops a server following a room's gossip (as before gossipsub has learnt of its subscription). */
+  dropTopic(name: string, roomId: string): void {
+    this.nodes.get(name)?.transport.topics.delete(roomId);
   }
 
   reachableFrom(name: string): string[] {
@@ -129,10 +140,14 @@ export class MemoryNetwork {
     );
   }
 
-  deliverGossip(from: string, roomId: string, message: JsonObject): void {
+  /** Returns the servers the message was handed to. */
+  deliverGossip(from: string, roomId: string, message: JsonObject): string[] {
+    if (this.gossipFails) throw new Error('gossip publish failed');
+    const reached: string[] = [];
     for (const [name, node] of this.nodes) {
       if (!node.transport.topics.has(roomId) || !this.canReach(from, name)) continue;
       this.stats.gossip++;
+      reached.push(name);
       void this.track(
         (async () => {
           await new Promise((r) => setImmediate(r));
@@ -140,6 +155,7 @@ export class MemoryNetwork {
         })(),
       ).catch(() => {});
     }
+    return reached;
   }
 
   /** Resolves when no request or gossip is being delivered. */
