@@ -10,12 +10,16 @@
  * `opts.referenceHashes`, else computed from the event returned by `opts.resolveEvent`; a reference that
  * neither gives is an error (a wrong hash would make the event unverifiable for others, so none is invented).
  */
+import { sha256 } from '@noble/hashes/sha2.js';
 import { encodeBase64, encodeBase64Url } from './base64.js';
-import type { Pdu } from './event.js';
+import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
+import { sign } from './crypto/ed25519.js';
+import { Pdu } from './event.js';
 import { pduFromJson } from './event-id.js';
 import { addContentHash, referenceHash } from './hashes.js';
 import type { JsonObject, JsonValue } from './json.js';
 import { checkPduFormat } from './pdu-format.js';
+import { redactEvent } from './redaction.js';
 import type { RoomVersion } from './room-versions.js';
 import type { SigningKey } from './signing.js';
 import { signEvent } from './signing.js';
@@ -89,10 +93,67 @@ export async function buildEvent(
   if (version.eventIdFormat === 'server') json.event_id = `$${opts?.eventIdLocalpart ?? randomLocalpart()}:${origin}`;
   json.signatures = {};
 
+  const fast = await hashAndSignOnce(json, version, origin, key);
+  if (fast) return fast;
   const signed = await signEvent(addContentHash(json), version, origin, key);
   const format = checkPduFormat(signed, version);
   if (!format.ok) throw new BuildEventError(`built event is not a valid PDU: ${format.reason}`);
   const built = pduFromJson(signed, version);
   if (!built.ok) throw new BuildEventError(built.reason);
   return built.pdu;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * `buildEvent`'s common case with each canonical encoding done once: the content-hash input, and the redacted
+ * event, whose bytes are both what gets signed and (with no `signatures`, `unsigned` or `age_ts` in it) the
+ * reference-hash input; the format check is handed the full event's size instead of encoding it again. Encodes
+ * with the version's integer strictness up front; returns undefined when anything does not encode (or the event
+ * is unusual), so the step-by-step path above reports the problem exactly as before.
+ */
+async function hashAndSignOnce(json: JsonObject, version: RoomVersion, origin: string, key: SigningKey): Promise<Pdu | undefined> {
+  const strict = { strictIntegers: version.strictCanonicalJson };
+  let hashed: JsonObject;
+  let signedBytes: Uint8Array;
+  let size: number;
+  try {
+    const { unsigned, signatures: _signatures, hashes: _hashes, ...rest } = json;
+    const content = utf8.encode(canonicalJson(rest, strict));
+    hashed = { ...json, hashes: { sha256: encodeBase64(sha256(content)) } };
+    const redacted = redactEvent(hashed, version);
+    if ('age_ts' in redacted || 'unsigned' in redacted) return undefined;
+    const { signatures: _rs, ...toSign } = redacted;
+    signedBytes = canonicalJsonBytes(toSign, strict);
+    // The full event's canonical size: the hashed part plus `,"key":value` for each key left out of it.
+    size = content.length + extraBytes('hashes', hashed.hashes, strict);
+    if (unsigned !== undefined) size += extraBytes('unsigned', unsigned, strict);
+  } catch {
+    return undefined;
+  }
+  const sig = encodeBase64(await sign(key.seed, signedBytes));
+  const signed: JsonObject = { ...hashed, signatures: { [origin]: { [key.keyId]: sig } } };
+  size += extraBytes('signatures', signed.signatures, strict);
+  const format = checkPduFormat(signed, version, { canonicalBytes: size });
+  if (!format.ok) throw new BuildEventError(`built event is not a valid PDU: ${format.reason}`);
+  let eventId: string;
+  switch (version.eventIdFormat) {
+    case 'server': {
+      const built = pduFromJson(signed, version); // validates the `event_id` field
+      if (!built.ok) throw new BuildEventError(built.reason);
+      return built.pdu;
+    }
+    case 'base64':
+      eventId = '$' + encodeBase64(sha256(signedBytes));
+      break;
+    case 'urlsafe':
+      eventId = '$' + encodeBase64Url(sha256(signedBytes));
+      break;
+  }
+  return new Pdu(eventId, signed);
+}
+
+/** Bytes that `"name":value` adds to a canonical JSON object that has other keys (with its comma). */
+function extraBytes(name: string, value: JsonValue, strict: { strictIntegers: boolean }): number {
+  return name.length + 4 + canonicalJsonBytes(value, strict).length;
 }

@@ -65,8 +65,14 @@ function fail(message: string, path: Path): never {
   throw new CanonicalJsonError(`${message} at ${where || '(root)'}`);
 }
 
+/** `String.prototype.isWellFormed` (ES2024) where the engine has it: several times faster than the regex. */
+const isWellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (s) => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !LONE_SURROGATE.test(s);
+
 function encodeString(s: string, path: Path): string {
-  if (LONE_SURROGATE.test(s)) fail('string with a lone surrogate (not encodable as UTF-8)', path);
+  if (!isWellFormed(s)) fail('string with a lone surrogate (not encodable as UTF-8)', path);
   return JSON.stringify(s);
 }
 

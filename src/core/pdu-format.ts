@@ -62,14 +62,15 @@ function checkRefList(json: JsonObject, key: 'prev_events' | 'auth_events', max:
   });
 }
 
-function checkFormat(json: unknown, version: RoomVersion): void {
+function checkFormat(json: unknown, version: RoomVersion, canonicalBytes?: number): void {
   if (!isJsonObject(json)) bad('event is not a JSON object');
 
   // Canonical JSON: v6+ rejects out-of-range integers (and every version rejects what cannot be encoded:
-  // floats, non-JSON values). Then the 64 KiB limit on the whole event.
+  // floats, non-JSON values). Then the 64 KiB limit on the whole event. A caller that has just encoded the
+  // event itself (buildEvent) passes the size, saving a second encoding.
   let size: number;
   try {
-    size = canonicalJsonBytes(json, { strictIntegers: version.strictCanonicalJson }).length;
+    size = canonicalBytes ?? canonicalJsonBytes(json, { strictIntegers: version.strictCanonicalJson }).length;
   } catch (e) {
     bad(`not canonical JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -138,9 +139,13 @@ function checkFormat(json: unknown, version: RoomVersion): void {
  * `auth_events` in the version's shape, identifiers valid for the version, size limits, and canonical JSON
  * (strict integers from v6). Returns the first problem found.
  */
-export function checkPduFormat(json: unknown, version: RoomVersion): FormatResult {
+export function checkPduFormat(
+  json: unknown,
+  version: RoomVersion,
+  known?: { /** The event's size as canonical JSON (strict for v6+), already checked encodable. */ canonicalBytes: number },
+): FormatResult {
   try {
-    checkFormat(json, version);
+    checkFormat(json, version, known?.canonicalBytes);
     return { ok: true };
   } catch (e) {
     if (e instanceof FormatError) return { ok: false, reason: e.message };

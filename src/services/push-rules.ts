@@ -135,6 +135,21 @@ interface UnreadMemo {
   final: boolean;
   /** Events redacted by redactions in the scanned range. */
   redacts: string[];
+  /** The user's receipt positions as of `pos` (receiptPositionsIn), and the thread IDs they were read for. */
+  receipts?: Map<string, number>;
+  receiptsRead?: Set<string>;
+}
+
+/**
+ * A room's complete timeline in (from, to], newest first, with the records, that the caller has already read (the
+ * woken /sync's timeline): the unread count then need not read it again.
+ */
+export interface TimelineRead {
+  roomId: string;
+  from: number;
+  to: number;
+  rows: ReadonlyArray<readonly [pos: number, eventId: string]>;
+  records: ReadonlyArray<EventRecord | undefined>;
 }
 
 /** The main timeline's partition key (receipts use the thread ID 'main' for it). */
@@ -265,12 +280,23 @@ export class PushRulesService {
     membership: UserRoomRecord,
     pos: number,
     threads: boolean,
+    known?: TimelineRead,
+    receiptsSince?: number,
   ): Promise<UnreadCounts> {
     const key = `${userId}\u0000${roomId}\u0000${threads ? 't' : ''}`;
     const rec = await this.recordIn(tx, userId);
     const memo = this.unread.get(key);
     const memoThreads = memo ? [...memo.counts.keys()].filter((t) => t !== MAIN) : [];
-    const receipts = await receiptPositionsIn(tx, roomId, userId, ['', MAIN, ...memoThreads]);
+    const wanted = ['', MAIN, ...memoThreads];
+    // No receipt of the room changed in (receiptsSince, pos] (the caller saw the stream): the memo's are current.
+    const reuse =
+      memo?.receipts !== undefined &&
+      receiptsSince !== undefined &&
+      memo.pos >= receiptsSince &&
+      memo.pos <= pos &&
+      wanted.every((t) => memo.receiptsRead?.has(t));
+    const receipts = reuse ? new Map(memo.receipts) : await receiptPositionsIn(tx, roomId, userId, wanted);
+    const receiptsRead = new Set(reuse ? memo.receiptsRead : wanted);
     const lower = Math.max(receipts.get('') ?? 0, membership.pos);
     const readPos = (part: string) => Math.max(lower, receipts.get(part) ?? 0);
     const sig = readSignature(lower, readPos(MAIN), memoThreads.map((t) => readPos(t)));
@@ -279,7 +305,7 @@ export class PushRulesService {
     let next: UnreadMemo | undefined;
     if (base && base.pos === pos) next = base;
     else if (base) {
-      const fresh = await this.scanUnread(tx, userId, roomId, rec, base.pos, pos, threads, receipts, readPos);
+      const fresh = await this.scanUnread(tx, userId, roomId, rec, base.pos, pos, threads, receipts, readPos, known);
       // Stopped at the user's own event, or more new events than one count reads: the fresh count is the count.
       if (fresh.final || fresh.floor > base.pos) next = fresh;
       else if (!(await redactsCounted(tx, fresh.redacts, base))) {
@@ -296,11 +322,14 @@ export class PushRulesService {
         next = { ...fresh, counts, floor: base.floor };
       }
     }
-    next ??= await this.scanUnread(tx, userId, roomId, rec, lower, pos, threads, receipts, readPos);
+    next ??= await this.scanUnread(tx, userId, roomId, rec, lower, pos, threads, receipts, readPos, known);
     // The signature covers the read positions of the threads the memo now counts.
     const threadIds = [...next.counts.keys()].filter((t) => t !== MAIN);
     next.sig = readSignature(lower, readPos(MAIN), threadIds.map((t) => readPos(t)));
     next.redacts = [];
+    for (const t of receipts.keys()) receiptsRead.add(t);
+    next.receipts = receipts;
+    next.receiptsRead = receiptsRead;
     this.unread.delete(key);
     if (this.unread.size >= MAX_CACHED) this.unread.delete(this.unread.keys().next().value!);
     this.unread.set(key, next);
@@ -340,6 +369,7 @@ export class PushRulesService {
     threads: boolean,
     receipts: Map<string, number>,
     readPos: (part: string) => number,
+    known?: TimelineRead,
   ): Promise<UnreadMemo> {
     const threadOf = threadFinder(tx);
     const out: UnreadMemo = { pos: to, sig: '', counts: new Map(), own: new Set(), floor: from, final: false, redacts: [] };
@@ -347,10 +377,13 @@ export class PushRulesService {
     let cursor = to;
     let scanned = 0;
     const batch = 50;
+    // The caller's read of exactly this range, when short enough to be the first (and last) batch.
+    let pre = known && known.roomId === roomId && known.from === from && known.to === to && known.rows.length < batch ? known : undefined;
     scan: while (cursor > from) {
-      const rows = await timelineRange(tx, roomId, { from, to: cursor, reverse: true, limit: batch });
+      const rows = pre ? pre.rows : await timelineRange(tx, roomId, { from, to: cursor, reverse: true, limit: batch });
       if (rows.length === 0) break;
-      const recs = await getEvents(tx, rows.map(([, id]) => id));
+      const recs = pre ? pre.records : await getEvents(tx, rows.map(([, id]) => id));
+      pre = undefined;
       for (let i = 0; i < rows.length; i++) {
         if (scanned === UNREAD_SCAN_LIMIT) {
           // Older events are not looked at: the count starts after the last one read.

@@ -72,11 +72,12 @@ import { validateFilter } from './filters.js';
 import { oneTimeKeyStateIn } from './keys.js';
 import { currentPosition } from './notifier.js';
 import type { PresenceState } from './presence.js';
+import type { TimelineRead } from './push-rules.js';
 import { PUSH_RULES_TYPE, PushRulesService } from './push-rules.js';
 import { PresenceService, joinedRoomsIn, presenceEventsIn, sharingRoomIn } from './presence.js';
 import type { RoomsService } from './rooms.js';
 import { paginationToken } from './timeline.js';
-import { ToDeviceService, hasAckedToDeviceIn, pendingToDeviceIn } from './to-device.js';
+import { ToDeviceService, toDeviceForSyncIn } from './to-device.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tokens
@@ -362,7 +363,7 @@ export class SyncService {
     return this.ctx.kv.read(async (tx) => {
       const pos = await currentPosition(tx);
       if (req.since && req.since.pos > pos) throw invalidParam('since', 'is not a sync token this server issued');
-      return new SyncBuilder(tx, principal, req, filter, pos, now, this.pushRules).build();
+      return new SyncBuilder(tx, principal, req, filter, pos, now, this.pushRules, this.toDevice).build();
     });
   }
 }
@@ -419,6 +420,8 @@ class SyncBuilder {
   private readonly visibility = new VisibilityCache();
   private hasContent = false;
   private joinedRooms?: string[];
+  /** The last complete timeline range read (a room's events in (since, pos]), for the unread count. */
+  private timelineRead?: TimelineRead;
 
   constructor(
     private readonly tx: ReadTx,
@@ -428,6 +431,7 @@ class SyncBuilder {
     private readonly pos: number,
     private readonly now: number,
     private readonly pushRules: PushRulesService,
+    private readonly toDevice: ToDeviceService,
   ) {
     this.userId = principal.userId;
     this.since = req.since?.pos;
@@ -445,6 +449,7 @@ class SyncBuilder {
     const globalAccountData = new Set<string>();
     const presenceUsers = new Set<string>();
     const deviceListUsers = new Set<string>();
+    let toDeviceArrived = false;
     if (this.since !== undefined) {
       const rows = await tx.range<StreamEntry>(STORES.stream, { gt: [this.since], lte: [this.pos] });
       const roomOf = (roomId: string) => {
@@ -482,7 +487,9 @@ class SyncBuilder {
             deviceListUsers.add(e.userId);
             break;
           case 'to_device':
-            break; // the device's queue is read directly below
+            // The device's queue is read below, unless it is known empty and nothing arrived for it.
+            if (e.userId === me && e.deviceId === this.principal.deviceId) toDeviceArrived = true;
+            break;
         }
       }
     }
@@ -555,11 +562,20 @@ class SyncBuilder {
     const deviceId = this.principal.deviceId;
     let toDevice: JsonObject[] = [];
     if (deviceId !== undefined) {
-      const ack = this.req.since ? (this.req.since.toDevice ?? this.req.since.pos) : 0;
-      if (ack > 0 && (await hasAckedToDeviceIn(tx, me, deviceId, ack))) ackToDevice = ack;
-      const pending = await pendingToDeviceIn(tx, me, deviceId, ack);
-      toDevice = pending.events;
-      if (pending.more && pending.lastPos !== undefined) token = { pos: this.pos, toDevice: pending.lastPos };
+      const since = this.req.since;
+      const ack = since ? (since.toDevice ?? since.pos) : 0;
+      // The queue held nothing up to `since` (all of it delivered and deleted) and the stream range shows no new
+      // message for this device: it is empty, no read needed. This is every woken sync of a quiet device.
+      const knownEmpty = since !== undefined && since.toDevice === undefined && !toDeviceArrived && this.toDevice.isClearUpTo(me, deviceId, ack);
+      // The snapshot holds every message up to this.pos, so an empty queue in it stays empty up to there.
+      if (knownEmpty) this.toDevice.noteClearUpTo(me, deviceId, this.pos);
+      else {
+        const { hasAcked, pending } = await toDeviceForSyncIn(tx, me, deviceId, ack);
+        if (ack > 0 && hasAcked) ackToDevice = ack;
+        else this.toDevice.noteClearUpTo(me, deviceId, pending.events.length === 0 ? this.pos : ack);
+        toDevice = pending.events;
+        if (pending.more && pending.lastPos !== undefined) token = { pos: this.pos, toDevice: pending.lastPos };
+      }
     }
     if (accountData.length > 0 || presence.length > 0 || toDevice.length > 0) this.hasContent = true;
     if (deviceLists.changed.length > 0 || deviceLists.left.length > 0) this.hasContent = true;
@@ -618,7 +634,10 @@ class SyncBuilder {
       ephemeral: { events: ephemeral },
       account_data: { events: accountData },
     };
-    const unread = await this.pushRules.unreadCountsIn(tx, this.userId, roomId, ur, this.pos, f.timeline.unreadThreadNotifications);
+    const known = this.timelineRead?.roomId === roomId ? this.timelineRead : undefined;
+    // The stream range shows whether a receipt of the room changed since `since`: if not, none needs reading.
+    const receiptsSince = since !== undefined && !ch?.receipts ? since : undefined;
+    const unread = await this.pushRules.unreadCountsIn(tx, this.userId, roomId, ur, this.pos, f.timeline.unreadThreadNotifications, known, receiptsSince);
     body.unread_notifications = unread.main;
     if (unread.threads) body.unread_thread_notifications = unread.threads;
     body[this.req.useStateAfter ? 'state_after' : 'state'] = { events: await this.formatEvents(state) };
@@ -659,6 +678,8 @@ class SyncBuilder {
       const rows = await timelineRange(this.tx, roomId, { from, to: cursor, reverse: true, limit: batch });
       if (rows.length === 0) break;
       const recs = await getEvents(this.tx, rows.map(([, id]) => id));
+      // The whole range in one batch: kept for the unread count, which reads the same range after a short wait.
+      if (from !== undefined && cursor === to && rows.length < batch) this.timelineRead = { roomId, from, to, rows, records: recs };
       for (const rec of recs) {
         if (!rec || rec.rejected !== undefined || rec.softFailed) continue;
         if (!filterAllows(f, { type: String(rec.json.type), sender: String(rec.json.sender), roomId, content: contentOf(rec.json) })) continue;

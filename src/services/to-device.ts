@@ -62,6 +62,38 @@ export async function pendingToDeviceIn(
   };
 }
 
+/**
+ * What /sync needs of the device's queue, usually in one read: whether messages the token acknowledges (position ≤
+ * `ack`) are still stored, and the queue after `ack` (as pendingToDeviceIn). Acknowledged leftovers are at most one
+ * response's worth, so one range from the start of the queue normally covers both.
+ */
+export async function toDeviceForSyncIn(
+  tx: ReadTx,
+  userId: string,
+  deviceId: string,
+  ack: number,
+  limit = TO_DEVICE_SYNC_LIMIT,
+): Promise<{ hasAcked: boolean; pending: PendingToDevice }> {
+  const cap = 2 * limit + 1;
+  const rows = await tx.range<ToDeviceRecord>(STORES.toDevice, { gte: [userId, deviceId, 0], lt: [userId, deviceId, ''], limit: cap });
+  let firstPending = rows.findIndex(([k]) => Number(k[2]) > ack);
+  if (firstPending < 0) firstPending = rows.length;
+  const hasAcked = firstPending > 0;
+  const after = rows.slice(firstPending);
+  // The read stopped inside the acknowledged part or before `limit + 1` pending rows: read the pending part itself.
+  if (rows.length === cap && after.length <= limit) return { hasAcked, pending: await pendingToDeviceIn(tx, userId, deviceId, ack, limit) };
+  const more = after.length > limit;
+  const take = more ? after.slice(0, limit) : after;
+  return {
+    hasAcked,
+    pending: {
+      events: take.map(([, r]) => ({ sender: r.sender, type: r.type, content: r.content })),
+      lastPos: take.length > 0 ? Number(take[take.length - 1][0][2]) : undefined,
+      more,
+    },
+  };
+}
+
 /** Whether the device has acknowledged messages (position ≤ `upToPos`) still stored. */
 export async function hasAckedToDeviceIn(tx: ReadTx, userId: string, deviceId: string, upToPos: number): Promise<boolean> {
   const rows = await tx.range(STORES.toDevice, { gte: [userId, deviceId, 0], lte: [userId, deviceId, upToPos], limit: 1 });
@@ -75,7 +107,27 @@ export class ToDeviceService {
    */
   remoteSend?: (sender: string, eventType: string, messageId: string, messages: Record<string, JsonObject>) => void;
 
+  /**
+   * By "userId\0deviceId": a stream position at or below which the device has no message stored (acknowledged
+   * ones deleted, or none were there). It only ever holds: new messages take positions above the current one. With
+   * it, /sync can tell from its stream range alone that a device's queue is empty (sync.ts).
+   */
+  private readonly clearUpTo = new Map<string, number>();
+
   constructor(private readonly ctx: ServiceContext) {}
+
+  /** Whether the device is known to hold no message at or below `pos`. */
+  isClearUpTo(userId: string, deviceId: string, pos: number): boolean {
+    return (this.clearUpTo.get(`${userId}\u0000${deviceId}`) ?? -1) >= pos;
+  }
+
+  /** Records that the device held no message at or below `pos` (as seen in a committed snapshot). */
+  noteClearUpTo(userId: string, deviceId: string, pos: number): void {
+    const key = `${userId}\u0000${deviceId}`;
+    if ((this.clearUpTo.get(key) ?? -1) >= pos) return;
+    if (this.clearUpTo.size >= 10_000) this.clearUpTo.clear();
+    this.clearUpTo.set(key, pos);
+  }
 
   /** PUT /sendToDevice/{eventType}/{txnId}. */
   async send(
@@ -138,5 +190,6 @@ export class ToDeviceService {
     await this.ctx.kv.write((tx) =>
       tx.deleteRange(STORES.toDevice, { gte: [userId, deviceId, 0], lte: [userId, deviceId, upToPos] }),
     );
+    this.noteClearUpTo(userId, deviceId, upToPos);
   }
 }

@@ -90,6 +90,29 @@ describe('send-to-device', () => {
     expect(s3.to_device.events).toEqual([]);
   });
 
+  test('a quiet device whose queue is known empty still gets the next message, once', async () => {
+    const hs = await newHomeserver();
+    const alice = await newUser(hs);
+    const bob = await newUser(hs, undefined, { password: 'pw-bob-2' });
+    const bob2 = await login(hs, bob.userId, 'pw-bob-2');
+    let s = await sync(hs, bob);
+    // Empty incremental syncs: the queue becomes known empty, and later ones skip reading it.
+    for (let i = 0; i < 3; i++) {
+      await sendToDevice(hs, alice, { [bob.userId]: { [bob2.deviceId]: { other: i } } });
+      s = await sync(hs, bob, { since: s.next_batch });
+      expect(s.to_device.events).toEqual([]);
+    }
+    await sendToDevice(hs, alice, { [bob.userId]: { [bob.deviceId]: { n: 1 } } });
+    s = await sync(hs, bob, { since: s.next_batch });
+    expect(s.to_device.events.map((e: any) => e.content)).toEqual([{ n: 1 }]);
+    s = await sync(hs, bob, { since: s.next_batch });
+    expect(s.to_device.events).toEqual([]);
+    await sendToDevice(hs, alice, { [bob.userId]: { '*': { n: 2 } } });
+    s = await sync(hs, bob, { since: s.next_batch });
+    expect(s.to_device.events.map((e: any) => e.content)).toEqual([{ n: 2 }]);
+    expect((await sync(hs, bob2)).to_device.events.map((e: any) => e.content)).toEqual([{ other: 0 }, { other: 1 }, { other: 2 }, { n: 2 }]);
+  });
+
   test('a to-device message wakes a waiting /sync', async () => {
     const hs = await newHomeserver();
     const alice = await newUser(hs);
