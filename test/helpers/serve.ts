@@ -22,7 +22,7 @@ export interface ServeOptions {
   dataDir?: string;
   /** Extra Node options for the child (e.g. `--cpu-prof`). */
   nodeArgs?: readonly string[];
-  /** How long to wait for the ready line (default 30 s: the first start compiles TypeScript through tsx). */
+  /** How long to wait for the ready line (default 30 s: without a fresh bundle, bin/hearth.js compiles the TypeScript through tsx). */
   readyTimeoutMs?: number;
 }
 
