@@ -45,6 +45,7 @@ import type { StateKey } from '../core/event.js';
 import { stateKey } from '../core/event.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
+import { splitPropertyPath } from '../core/push-rules.js';
 import type { ReadTx } from '../storage/kv.js';
 import type { EventRecord, StreamEntry, UserRoomRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
@@ -207,29 +208,13 @@ export interface SyncFilter {
   };
 }
 
-/** Splits a dot-separated property path (appendices "Dot-separated property paths": `\.` is a literal dot). */
-function splitFieldPath(path: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  for (let i = 0; i < path.length; i++) {
-    const c = path[i];
-    if (c === '\\' && (path[i + 1] === '.' || path[i + 1] === '\\')) cur += path[++i];
-    else if (c === '.') {
-      out.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  out.push(cur);
-  return out;
-}
-
 export function compileSyncFilter(json: JsonObject): SyncFilter {
   const room = isJsonObject(json.room) ? json.room : {};
   const rooms = stringList(room.rooms);
   const notRooms = stringList(room.not_rooms);
   const fields = stringList(json.event_fields);
   return {
-    eventFields: fields?.map(splitFieldPath),
+    eventFields: fields?.map(splitPropertyPath),
     eventFormat: json.event_format === 'federation' ? 'federation' : 'client',
     presence: compileEventFilter(json.presence),
     accountData: compileEventFilter(json.account_data),

@@ -6,13 +6,12 @@
  * Screenshots of the main screens go to artifacts/screenshots/*.png.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { REPO_ROOT, api, launchChromium, registerUser, startApp } from './helpers/browser.js';
+import { api, launchChromium, registerUser, startApp } from './helpers/browser.js';
 import type { RunningApp } from './helpers/browser.js';
+import { SHOTS, createRoom, expectCount, firstRun as firstRunAt, messagesWith, send, shot } from './helpers/ui.js';
 
-const SHOTS = join(REPO_ROOT, 'artifacts/screenshots');
 const WAIT = { timeout: 20_000, interval: 100 };
 
 let app: RunningApp;
@@ -34,11 +33,6 @@ async function newContext(opts: Parameters<Browser['newContext']>[0] = {}): Prom
   return ctx;
 }
 
-async function shot(page: Page, name: string): Promise<void> {
-  await page.evaluate(() => document.fonts.ready);
-  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
-}
-
 /** Both colour schemes of the same screen. */
 async function shots(page: Page, name: string): Promise<void> {
   await shot(page, `${name}-light`);
@@ -47,40 +41,7 @@ async function shots(page: Page, name: string): Promise<void> {
   await page.emulateMedia({ colorScheme: 'light' });
 }
 
-/** First run through the UI: name → account → Matrix ID shown. */
-async function firstRun(page: Page, name: string): Promise<string> {
-  await page.goto(app.url);
-  await page.getByTestId('first-run-name').waitFor(WAIT);
-  await page.getByTestId('first-run-name').fill(name);
-  await page.getByTestId('first-run-submit').click();
-  const id = page.getByTestId('sidebar-matrix-id');
-  await id.waitFor(WAIT);
-  return (await id.textContent())!;
-}
-
-async function createRoom(page: Page, name: string, topic = ''): Promise<string> {
-  await page.getByTestId('new-room').click();
-  await page.getByTestId('create-room-name').fill(name);
-  if (topic) await page.getByTestId('create-room-topic').fill(topic);
-  await page.getByTestId('create-room-submit').click();
-  await page.getByTestId('room-name').filter({ hasText: name }).waitFor(WAIT);
-  return decodeURIComponent(new URL(page.url()).hash.replace('#/room/', ''));
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const composer = page.getByTestId('composer');
-  await composer.fill(text);
-  await composer.press('Enter');
-}
-
-/** Messages in the open timeline whose text is exactly `text`. */
-function messagesWith(page: Page, text: string) {
-  return page.getByTestId('timeline').getByTestId('message-body').filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) });
-}
-
-async function expectCount(loc: ReturnType<Page['locator']>, n: number): Promise<void> {
-  await vi.waitFor(async () => expect(await loc.count()).toBe(n), WAIT);
-}
+const firstRun = (page: Page, name: string) => firstRunAt(page, app.url, name);
 
 const roomPath = (roomId: string) => `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;
 
