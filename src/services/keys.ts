@@ -355,34 +355,18 @@ export class KeysService {
       }
     });
 
-    const failures: JsonObject = {};
-    if (remote.size > 0) {
-      const timeoutMs = remoteTimeout(body.timeout);
-      await Promise.all(
-        [...remote].map(async ([server, users]) => {
-          const remoteKeys = this.remote;
-          if (!remoteKeys) {
-            failures[server] = federationUnavailable();
-            return;
-          }
-          try {
-            const r = await remoteKeys.queryKeys(server, users, { timeoutMs, signal });
-            // Only what the remote server may speak for: its own users.
-            for (const userId of Object.keys(users)) {
-              const dk = r.device_keys?.[userId];
-              deviceKeys[userId] = isJsonObject(dk) ? dk : {};
-              const mk = r.master_keys?.[userId];
-              if (isJsonObject(mk)) masterKeys[userId] = mk;
-              const sk = r.self_signing_keys?.[userId];
-              if (isJsonObject(sk)) selfSigningKeys[userId] = sk;
-            }
-          } catch (e) {
-            this.ctx.logger.debug('remote key query failed', { server, error: e });
-            failures[server] = { status: 503, message: 'Could not reach the server' };
-          }
-        }),
-      );
-    }
+    const failures = await this.askRemoteServers(remote, body.timeout, signal, 'query', async (remoteKeys, server, users, opts) => {
+      const r = await remoteKeys.queryKeys(server, users, opts);
+      // Only what the remote server may speak for: its own users.
+      for (const userId of Object.keys(users)) {
+        const dk = r.device_keys?.[userId];
+        deviceKeys[userId] = isJsonObject(dk) ? dk : {};
+        const mk = r.master_keys?.[userId];
+        if (isJsonObject(mk)) masterKeys[userId] = mk;
+        const sk = r.self_signing_keys?.[userId];
+        if (isJsonObject(sk)) selfSigningKeys[userId] = sk;
+      }
+    });
     const res: JsonObject = { device_keys: deviceKeys, failures };
     res.master_keys = masterKeys;
     res.self_signing_keys = selfSigningKeys;
@@ -450,30 +434,46 @@ export class KeysService {
       });
     }
 
-    const failures: JsonObject = {};
-    if (remote.size > 0) {
-      const timeoutMs = remoteTimeout(body.timeout);
-      await Promise.all(
-        [...remote].map(async ([server, users]) => {
-          const remoteKeys = this.remote;
-          if (!remoteKeys) {
-            failures[server] = federationUnavailable();
-            return;
-          }
-          try {
-            const r = await remoteKeys.claimKeys(server, users, { timeoutMs, signal });
-            for (const userId of Object.keys(users)) {
-              const got = r.one_time_keys?.[userId];
-              if (isJsonObject(got)) oneTimeKeys[userId] = got;
-            }
-          } catch (e) {
-            this.ctx.logger.debug('remote key claim failed', { server, error: e });
-            failures[server] = { status: 503, message: 'Could not reach the server' };
-          }
-        }),
-      );
-    }
+    const failures = await this.askRemoteServers(remote, body.timeout, signal, 'claim', async (remoteKeys, server, users, opts) => {
+      const r = await remoteKeys.claimKeys(server, users, opts);
+      for (const userId of Object.keys(users)) {
+        const got = r.one_time_keys?.[userId];
+        if (isJsonObject(got)) oneTimeKeys[userId] = got;
+      }
+    });
     return { one_time_keys: oneTimeKeys, failures };
+  }
+
+  /**
+   * Asks each server in `remote` (server → what to ask it for) in parallel through the federation hook; a server
+   * that cannot be reached, or no hook at all, lands in the returned `failures` map (the spec's shape).
+   */
+  private async askRemoteServers<U>(
+    remote: ReadonlyMap<string, U>,
+    timeout: JsonValue | undefined,
+    signal: AbortSignal | undefined,
+    what: string,
+    ask: (remoteKeys: RemoteKeys, server: string, users: U, opts: { timeoutMs: number; signal?: AbortSignal }) => Promise<void>,
+  ): Promise<JsonObject> {
+    const failures: JsonObject = {};
+    if (remote.size === 0) return failures;
+    const opts = { timeoutMs: remoteTimeout(timeout), signal };
+    await Promise.all(
+      [...remote].map(async ([server, users]) => {
+        const remoteKeys = this.remote;
+        if (!remoteKeys) {
+          failures[server] = federationUnavailable();
+          return;
+        }
+        try {
+          await ask(remoteKeys, server, users, opts);
+        } catch (e) {
+          this.ctx.logger.debug(`remote key ${what} failed`, { server, error: e });
+          failures[server] = { status: 503, message: 'Could not reach the server' };
+        }
+      }),
+    );
+    return failures;
   }
 
   // ---- GET /keys/changes
