@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientEvent, MatrixEventEvent, RoomEvent, RoomMemberEvent, createClient } from 'matrix-js-sdk';
 import { logger as sdkGlobalLogger } from 'matrix-js-sdk/lib/logger.js';
-import type { ICreateClientOpts, MatrixClient, MatrixEvent } from 'matrix-js-sdk';
+import type { MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 import { http, registerUser, startServe } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
 import { quietLogger as makeQuietLogger, waitFor as waitForEvent } from '../helpers/js-sdk.js';

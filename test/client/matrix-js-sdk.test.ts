@@ -18,10 +18,10 @@ import {
   RoomMemberEvent,
   createClient,
 } from 'matrix-js-sdk';
-import type { ICreateClientOpts, MatrixClient, Room } from 'matrix-js-sdk';
+import type { MatrixClient, Room } from 'matrix-js-sdk';
 import { http, registerUser, startServe } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
-import { quietLogger as makeQuietLogger, waitFor as waitForEvent, timelineEvent, waitForTimelineEvent as waitForTimelineEventIn } from '../helpers/js-sdk.js';
+import { quietLogger as makeQuietLogger, waitFor as waitForEvent, timelineEvent, waitForTimelineEvent as waitForTimelineEventIn, sdkClient, startAndSync as startAndSyncIn } from '../helpers/js-sdk.js';
 import type { Emitter } from '../helpers/js-sdk.js';
 
 const WAIT_MS = 10_000;
@@ -31,26 +31,15 @@ const quietLogger = makeQuietLogger();
 const clients: MatrixClient[] = [];
 
 function newClient(peer: ServedPeer, account: Account): MatrixClient {
-  const client = createClient({
-    baseUrl: peer.url,
-    userId: account.userId,
-    accessToken: account.accessToken,
-    deviceId: account.deviceId,
-    logger: quietLogger,
-    timelineSupport: true,
-  });
-  clients.push(client);
-  return client;
+  return sdkClient(clients, peer.url, account, quietLogger);
 }
 
 function waitFor<T>(emitter: Emitter, events: readonly string[], check: () => T | undefined | null | false, what: string): Promise<T> {
   return waitForEvent(emitter, events, check, what, WAIT_MS);
 }
 
-async function startAndSync(client: MatrixClient, initialSyncLimit = 20): Promise<void> {
-  const prepared = waitFor(client, [ClientEvent.Sync], () => client.isInitialSyncComplete(), `${client.getUserId()}'s first sync`);
-  await client.startClient({ initialSyncLimit });
-  await prepared;
+function startAndSync(client: MatrixClient, initialSyncLimit = 20): Promise<void> {
+  return startAndSyncIn(client, WAIT_MS, initialSyncLimit);
 }
 
 

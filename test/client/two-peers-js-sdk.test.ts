@@ -7,12 +7,12 @@
  * Every wait is on a client event with a timeout and re-checks the client's state first.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientEvent, Preset, RoomEvent, RoomMemberEvent, createClient } from 'matrix-js-sdk';
-import type { ICreateClientOpts, MatrixClient, MatrixEvent } from 'matrix-js-sdk';
+import { ClientEvent, Preset, RoomEvent, RoomMemberEvent } from 'matrix-js-sdk';
+import type { MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 import { registerUser } from '../helpers/serve.js';
 import type { Account, ServedPeer } from '../helpers/serve.js';
 import { startPeers } from '../federation-node/peers.js';
-import { quietLogger as makeQuietLogger, waitFor as waitForEvent, timelineEvent, waitForTimelineEvent as waitForTimelineEventIn } from '../helpers/js-sdk.js';
+import { quietLogger as makeQuietLogger, waitFor as waitForEvent, waitForTimelineEvent as waitForTimelineEventIn, sdkClient, startAndSync as startAndSyncIn } from '../helpers/js-sdk.js';
 import type { Emitter } from '../helpers/js-sdk.js';
 
 const WAIT_MS = 20_000;
@@ -36,24 +36,9 @@ describe('matrix-js-sdk clients on two federating Node peers', () => {
   let roomId: string;
   const clients: MatrixClient[] = [];
 
-  function newClient(peer: ServedPeer, account: Account): MatrixClient {
-    const client = createClient({
-      baseUrl: peer.url,
-      userId: account.userId,
-      accessToken: account.accessToken,
-      deviceId: account.deviceId,
-      logger: quietLogger,
-      timelineSupport: true,
-    });
-    clients.push(client);
-    return client;
-  }
+  const newClient = (peer: ServedPeer, account: Account): MatrixClient => sdkClient(clients, peer.url, account, quietLogger);
 
-  async function startAndSync(client: MatrixClient): Promise<void> {
-    const prepared = waitFor(client, [ClientEvent.Sync], () => client.isInitialSyncComplete(), `${client.getUserId()}'s first sync`);
-    await client.startClient({ initialSyncLimit: 20 });
-    await prepared;
-  }
+  const startAndSync = (client: MatrixClient): Promise<void> => startAndSyncIn(client, WAIT_MS);
 
   beforeAll(async () => {
     [a, b] = await startPeers(2);

@@ -3,7 +3,7 @@
  * errors (they explain a failure), and waits on client events that re-check the client's state first, so nothing
  * depends on timing.
  */
-import { RoomEvent } from 'matrix-js-sdk';
+import { ClientEvent, RoomEvent, createClient } from 'matrix-js-sdk';
 import type { ICreateClientOpts, MatrixClient, MatrixEvent } from 'matrix-js-sdk';
 
 type SdkLogger = NonNullable<ICreateClientOpts['logger']>;
@@ -80,4 +80,30 @@ export function waitForTimelineEvent(client: MatrixClient, roomId: string, event
     `${eventId} in ${client.getUserId()}'s timeline`,
     waitMs,
   );
+}
+
+/** A client for an account on a served peer, recorded in `clients` so the test can stop them all. */
+export function sdkClient(
+  clients: MatrixClient[],
+  baseUrl: string,
+  account: { userId: string; accessToken: string; deviceId: string },
+  logger: SdkLogger,
+): MatrixClient {
+  const client = createClient({
+    baseUrl,
+    userId: account.userId,
+    accessToken: account.accessToken,
+    deviceId: account.deviceId,
+    logger,
+    timelineSupport: true,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** Starts the client and waits for its first sync to complete. */
+export async function startAndSync(client: MatrixClient, waitMs: number, initialSyncLimit = 20): Promise<void> {
+  const prepared = waitFor(client, [ClientEvent.Sync], () => client.isInitialSyncComplete(), `${client.getUserId()}'s first sync`, waitMs);
+  await client.startClient({ initialSyncLimit });
+  await prepared;
 }
