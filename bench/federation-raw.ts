@@ -67,7 +67,8 @@ export async function startP2pServe(nodeArgs: readonly string[] = []): Promise<S
   });
   return {
     ...ready,
-    pid: child.pid!,
+    // The serving process: bin/hearth.js may run the server as its child (the ready line names it).
+    pid: (ready as { pid?: number }).pid ?? child.pid!,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const code = await exited;

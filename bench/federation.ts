@@ -16,6 +16,8 @@
  *
  * Options: --only raw-tcp,raw-ws,raw-inproc,sync-tcp   --rounds N (default 2000)   --warmup N (default 200)
  *          --fresh N (fresh-connection first requests, default 20)   --sync-rounds N (default 300)
+ *          --cpu-prof-dir DIR (sync-tcp: V8 CPU profiles of both serve processes)
+ *          --trace (sync-tcp: time of each stage of the event's way, from the peers' HEARTH_FEDERATION_TRACE marks)
  * Prints a table, then one JSON line.
  */
 import { cpus, loadavg } from 'node:os';
@@ -32,6 +34,8 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '200' },
     fresh: { type: 'string', default: '20' },
     'sync-rounds': { type: 'string', default: '300' },
+    trace: { type: 'boolean', default: false },
+    'cpu-prof-dir': { type: 'string' },
   },
 });
 const PARTS = ['raw-tcp', 'raw-ws', 'raw-inproc', 'sync-tcp'] as const;
@@ -103,10 +107,21 @@ if (only.has('raw-inproc')) {
 
 if (only.has('sync-tcp')) {
   await measure('send → remote /sync', async () => {
-    const r = await measureSendToSync(SYNC_ROUNDS, Math.min(20, SYNC_ROUNDS));
+    const r = await measureSendToSync(SYNC_ROUNDS, Math.min(20, SYNC_ROUNDS), { trace: opts.trace, cpuProfDir: opts['cpu-prof-dir'] });
     rows.push({ name: 'TCP Node↔Node: send on A → /sync on B', value: pct(r.arrival) });
     rows.push({ name: '  of which PUT /send on A answered', value: pct(r.sendAnswered) });
-    const sync: Record<string, unknown> = { p50_ms: r.arrival.p50, p95_ms: r.arrival.p95, p99_ms: r.arrival.p99, send_p50_ms: r.sendAnswered.p50 };
+    const cpu = (x?: number) => (x === undefined ? 'n/a' : `${x.toFixed(2)} ms`);
+    rows.push({ name: '  server CPU ms/op (A sends, B receives)', value: `A ${cpu(r.cpuMsPerOp.a)}, B ${cpu(r.cpuMsPerOp.b)}` });
+    for (const s of r.stages ?? []) rows.push({ name: `  stage: ${s.stage}`, value: `since PUT ${pct(s.sinceSend)}` });
+    if (r.stages) json.sync_stages = Object.fromEntries(r.stages.map((s) => [s.stage, { p50_ms: s.sinceSend.p50, p95_ms: s.sinceSend.p95 }]));
+    const sync: Record<string, unknown> = {
+      p50_ms: r.arrival.p50,
+      p95_ms: r.arrival.p95,
+      p99_ms: r.arrival.p99,
+      send_p50_ms: r.sendAnswered.p50,
+      cpu_ms_per_op_a: r.cpuMsPerOp.a,
+      cpu_ms_per_op_b: r.cpuMsPerOp.b,
+    };
     const raw = json.raw_tcp as { p50_ms: number; p95_ms: number } | undefined;
     if (raw) {
       const ratio50 = r.arrival.p50 / raw.p50_ms;

@@ -1,6 +1,7 @@
 /**
  * The homeserver: one object with `fetch(request) → Response`, built from injected components (storage, clock,
- * logger). The service worker, the Node HTTP host and libp2p stream handlers all call this same `fetch`.
+ * logger). The service worker, the Node HTTP host and libp2p stream handlers all call this same `fetch` — or its
+ * plain-data form `handle` (router.ts), which the Node host uses to skip building WHATWG Request/Response objects.
  * Nothing here imports a platform: the host opens the storage backend and passes it in.
  */
 import { generateSeed } from './core/crypto/ed25519.js';
@@ -21,11 +22,13 @@ import { presenceEndpoints } from './api/client/presence.js';
 import { toDeviceEndpoints } from './api/client/to-device.js';
 import { pushRulesEndpoints } from './api/client/push-rules.js';
 import { keysEndpoints } from './api/client/keys.js';
+import { hierarchyEndpoints } from './api/client/hierarchy.js';
 import { versionsEndpoint } from './api/client/versions.js';
 import { wellKnownClientEndpoint } from './api/client/well-known.js';
 import type { AnyEndpoint } from './api/endpoint.js';
 import { defineEndpoint } from './api/endpoint.js';
 import { createRouter } from './api/router.js';
+import type { PlainRequest, PlainResponse } from './api/router.js';
 import type { Kv } from './storage/kv.js';
 import { HOMESERVER_MIGRATIONS, STORES } from './storage/schema.js';
 import { runMigrations } from './storage/migrations.js';
@@ -41,6 +44,7 @@ import { AliasesService } from './services/aliases.js';
 import { DirectoryService } from './services/directory.js';
 import { TimelineService } from './services/timeline.js';
 import { KeysService } from './services/keys.js';
+import { HierarchyService } from './services/hierarchy.js';
 import { FederationService } from './federation/service.js';
 import type { FederationInit } from './federation/service.js';
 import { serverKeyEndpoint } from './federation/server-api.js';
@@ -69,6 +73,8 @@ export interface Homeserver {
   /** Every endpoint `fetch` serves (for tests that sweep them all). */
   readonly endpoints: readonly AnyEndpoint[];
   fetch(request: Request): Promise<Response>;
+  /** `fetch` over plain data: the same routing and answers, without WHATWG Request/Response objects. */
+  handle(request: PlainRequest): Promise<PlainResponse>;
   /** Stops background work; the host closes the storage. */
   stop(): Promise<void>;
 }
@@ -112,8 +118,9 @@ export async function createHomeserver(
   const aliases = new AliasesService(ctx);
   const directory = new DirectoryService(ctx);
   const keys = new KeysService(ctx, { accounts });
+  const hierarchy = new HierarchyService(ctx);
   const services: Services = { ctx, accounts, rooms, sync, timeline, aliases, directory, keys };
-  const federation = new FederationService({ ctx, rooms, accounts, sync, keys, timeline, directory, network: components.network }, components.federationOptions);
+  const federation = new FederationService({ ctx, rooms, accounts, sync, keys, timeline, directory, hierarchy, network: components.network }, components.federationOptions);
   await federation.start();
 
   const endpoints: AnyEndpoint[] = [
@@ -143,6 +150,7 @@ export async function createHomeserver(
     ...toDeviceEndpoints(sync),
     ...pushRulesEndpoints(pushRules),
     ...keysEndpoints(services),
+    ...hierarchyEndpoints(hierarchy),
     serverKeyEndpoint(identity, () => ctx.clock.now()),
   ];
   const router = createRouter(
@@ -159,6 +167,7 @@ export async function createHomeserver(
     federation,
     endpoints: router.endpoints,
     fetch: (request) => router.fetch(request),
+    handle: (request) => router.handle(request),
     async stop() {
       federation.stop();
       sync.stop();

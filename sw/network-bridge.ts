@@ -1,6 +1,6 @@
 /**
  * The service worker's federation transport: it has no libp2p node of its own (no WebRTC in workers, and the worker
- * is stopped when idle — shared/PLATFORM-NOTES.md), so `request`/`publish`/`subscribe` are forwarded to the tab
+ * is stopped when idle — shared/PLATFORM-NOTES.md), so `request`/`publish(To)`/`subscribe` are forwarded to the tab
  * elected to run the node (src/browser/p2p/leader.ts) over a dedicated MessagePort, and what that node receives comes
  * back on the same port to `hs.federation`. Message shapes: src/browser/p2p/protocol.ts.
  *
@@ -40,8 +40,14 @@ export interface NetworkBridgeInit {
   requestTimeoutMs?: number;
 }
 
+/** What a `response` from the leader carries on success. */
+interface Answer {
+  res?: FederationResponse;
+  reached?: string[];
+}
+
 interface Pending {
-  resolve: (v: FederationResponse | undefined) => void;
+  resolve: (v: Answer) => void;
   reject: (e: Error) => void;
   timer: ReturnType<typeof setTimeout>;
   destination: string;
@@ -127,7 +133,7 @@ export class NetworkBridge implements FederationTransport {
           const err = msg.error.name === 'UnreachableError' ? new UnreachableError(p.destination, msg.error.message) : new Error(msg.error.message);
           if (msg.error.name !== 'UnreachableError') err.name = msg.error.name;
           p.reject(err);
-        } else p.resolve(msg.res);
+        } else p.resolve({ ...(msg.res !== undefined ? { res: msg.res } : {}), ...(msg.reached !== undefined ? { reached: msg.reached } : {}) });
         return;
       }
       case 'inbound': {
@@ -194,11 +200,11 @@ export class NetworkBridge implements FederationTransport {
     return ok && this.port !== undefined;
   }
 
-  private async call(destination: string, make: (id: number) => ToLeader, timeoutMs: number, signal?: AbortSignal): Promise<FederationResponse | undefined> {
+  private async call(destination: string, make: (id: number) => ToLeader, timeoutMs: number, signal?: AbortSignal): Promise<Answer> {
     signal?.throwIfAborted();
     if (!(await this.waitForLeader())) throw new UnreachableError(destination, 'no tab is running the network');
     const id = this.nextId++;
-    return new Promise<FederationResponse | undefined>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       const onAbort = () => {
         const p = this.pending.get(id);
         if (!p) return;
@@ -228,7 +234,7 @@ export class NetworkBridge implements FederationTransport {
 
   async request(destination: string, req: FederationRequest, opts: RequestOptions = {}): Promise<FederationResponse> {
     const timeoutMs = opts.timeoutMs ?? this.init.requestTimeoutMs ?? 15_000;
-    const res = await this.call(destination, (id) => ({ t: 'request', id, destination, req, timeoutMs }), timeoutMs, opts.signal);
+    const { res } = await this.call(destination, (id) => ({ t: 'request', id, destination, req, timeoutMs }), timeoutMs, opts.signal);
     if (!res) throw new UnreachableError(destination, 'empty answer from the network host');
     return res;
   }
@@ -237,6 +243,19 @@ export class NetworkBridge implements FederationTransport {
     // Best effort, as gossip is: without a leader there is nobody to publish to (the /send queue still delivers).
     if (!this.port) return;
     await this.call(roomId, (id) => ({ t: 'publish', id, roomId, message }), 10_000);
+  }
+
+  /**
+   * `publish`, resolving with the servers gossipsub handed the message to, so the sender sends `/send` only to the
+   * others. Without a leader nobody was reached (`[]`: `/send` to all). A leader from before this answer existed
+   * publishes but does not say to whom: that rejects, and the sender falls back to `/send` to all, as without
+   * `publishTo`.
+   */
+  async publishTo(roomId: string, message: JsonObject): Promise<string[]> {
+    if (!this.port) return [];
+    const { reached } = await this.call(roomId, (id) => ({ t: 'publish', id, roomId, message }), 10_000);
+    if (!Array.isArray(reached)) throw new Error('the network host did not say which servers the gossip reached');
+    return reached.filter((s): s is string => typeof s === 'string');
   }
 
   subscribe(roomId: string): void {

@@ -236,18 +236,24 @@ export const wrongRoomKeysVersion = (currentVersion: string, message = 'Wrong ba
   make(403, 'M_WRONG_ROOM_KEYS_VERSION', message, { current_version: currentVersion });
 
 /**
+ * The MatrixError to answer with for anything thrown (errorResponse's policy, for hosts that build responses
+ * without `Response`): a MatrixError itself, logged when it is a 5xx; anything else `500 M_UNKNOWN`, logged.
+ */
+export function asMatrixError(err: unknown, logger?: ApiLogger): MatrixError {
+  if (err instanceof MatrixError) {
+    if (err.status >= 500) logger?.error(`${err.errcode}: ${err.message}`, err);
+    return err;
+  }
+  logger?.error('Unhandled error while serving a request', err);
+  return unknown();
+}
+
+/**
  * Turns anything thrown into a JSON error response. A MatrixError becomes its standard error body; anything else
  * becomes `500 M_UNKNOWN` with a fixed message, and its detail goes to the logger only.
  */
 export function errorResponse(err: unknown, logger?: ApiLogger): Response {
-  let e: MatrixError;
-  if (err instanceof MatrixError) {
-    e = err;
-    if (e.status >= 500) logger?.error(`${e.errcode}: ${e.message}`, e);
-  } else {
-    logger?.error('Unhandled error while serving a request', err);
-    e = unknown();
-  }
+  const e = asMatrixError(err, logger);
   const headers = new Headers(e.headers);
   headers.set('Content-Type', 'application/json');
   return new Response(JSON.stringify(e.toJSON()), { status: e.status, headers });

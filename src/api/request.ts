@@ -11,36 +11,33 @@ import { badJson, invalidParam, missingParam, notJson, tooLarge } from './errors
 /** Default limit for JSON Client-Server bodies. An event may not exceed 65536 bytes, so its content fits. */
 export const DEFAULT_JSON_BODY_LIMIT = 64 * 1024;
 
-/**
- * Bodies a host has already read whole (the Node host reads small ones itself: a web-stream body costs more than the
- * rest of a small request). `readBody` takes the bytes from here instead of `request.body`.
- */
-const hostBodies = new WeakMap<Request, Uint8Array>();
+/** A request body as a host hands it over: whole bytes or text, a stream (large or chunked bodies), or none. */
+export type BodySource = Uint8Array | string | ReadableStream<Uint8Array> | null;
 
-/** Hands `readBody` the request's whole body, read by the host. */
-export function setHostBody(request: Request, bytes: Uint8Array): void {
-  hostBodies.set(request, bytes);
-}
+const encoder = new TextEncoder();
 
 /**
  * Reads the whole body, refusing more than `maxBytes`: a declared Content-Length over the limit is refused before
  * reading anything, and a streamed body is cancelled as soon as it passes the limit (never buffered whole).
  * Throws 413 M_TOO_LARGE. A stream that fails with a MatrixError (e.g. the host's own cap) rethrows it.
  */
-export async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
-  const declared = request.headers.get('content-length');
-  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > maxBytes) {
-    if (!hostBodies.delete(request)) await request.body?.cancel().catch(() => {});
+export function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
+  return readBodySource(request.body, request.headers.get('content-length'), maxBytes);
+}
+
+/** `readBody` over a body source; `declaredLength` is the request's Content-Length header, if it has one. */
+export async function readBodySource(source: BodySource, declaredLength: string | null | undefined, maxBytes: number): Promise<Uint8Array> {
+  if (declaredLength != null && /^\d+$/.test(declaredLength.trim()) && Number(declaredLength) > maxBytes) {
+    if (source instanceof ReadableStream) await source.cancel().catch(() => {});
     throw tooLarge(`Request body exceeds ${maxBytes} bytes`);
   }
-  const bytes = hostBodies.get(request);
-  if (bytes !== undefined) {
-    hostBodies.delete(request);
+  if (source === null) return new Uint8Array(0);
+  if (!(source instanceof ReadableStream)) {
+    const bytes = typeof source === 'string' ? encoder.encode(source) : source;
     if (bytes.byteLength > maxBytes) throw tooLarge(`Request body exceeds ${maxBytes} bytes`);
     return bytes;
   }
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
+  const reader = source.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
@@ -95,8 +92,12 @@ export interface ReadJsonOptions {
  * too big → 413 M_TOO_LARGE.
  */
 export async function readJsonObject(request: Request, opts: ReadJsonOptions = {}): Promise<JsonObject> {
-  const bytes = await readBody(request, opts.maxBytes ?? DEFAULT_JSON_BODY_LIMIT);
-  if (opts.allowEmpty && isBlank(bytes)) return {};
+  return parseJsonObject(await readBody(request, opts.maxBytes ?? DEFAULT_JSON_BODY_LIMIT), opts.allowEmpty === true);
+}
+
+/** `readJsonObject`'s checks on bytes already read. */
+export function parseJsonObject(bytes: Uint8Array, allowEmpty: boolean): JsonObject {
+  if (allowEmpty && isBlank(bytes)) return {};
   if (bytes.byteLength === 0) throw notJson('Request body is empty; expected a JSON object');
   const value = parseJson(bytes);
   if (!isJsonObject(value)) throw badJson('Request body must be a JSON object');

@@ -1,6 +1,10 @@
 /**
  * The router: takes a list of endpoint declarations (endpoint.ts) and serves them through one web-standard
  * `fetch(request) → Response`, the same in the service worker, the Node host and libp2p stream handlers.
+ * Underneath is `handle(PlainRequest) → PlainResponse`: the same thing over plain data, for a host (Node's http
+ * server) that would otherwise build a WHATWG Request and read a Response back for every call, which cost more
+ * than routing, authentication and JSON together. `fetch` is a thin wrapper over it; a handler that asks for
+ * `ctx.request` still gets a real Request (built on first use).
  *
  * Per request: OPTIONS → CORS preflight; match the path (legacy `/r0/` mapped to `/v3/` where the endpoint had an r0
  * form); unknown → 404 M_UNRECOGNIZED, a spec endpoint not implemented here → 404 M_UNRECOGNIZED, a known path with
@@ -12,7 +16,7 @@
  */
 import type { JsonObject } from '../core/json.js';
 import { QuotaExceededError } from '../storage/kv.js';
-import { isCorsPath, preflightResponse, withCors } from './cors.js';
+import { CORS_HEADERS, isCorsPath } from './cors.js';
 import type {
   AnyEndpoint,
   AuthKind,
@@ -21,10 +25,11 @@ import type {
   Principal,
   SpecEndpoint,
 } from './endpoint.js';
-import { BODY_LIMITS, DEFAULT_BINARY_BODY_LIMIT, jsonResponse } from './endpoint.js';
+import { BODY_LIMITS, DEFAULT_BINARY_BODY_LIMIT } from './endpoint.js';
 import type { ApiLogger } from './errors.js';
+import type { MatrixError } from './errors.js';
 import {
-  errorResponse,
+  asMatrixError,
   invalidParam,
   isMatrixError,
   missingToken,
@@ -35,16 +40,38 @@ import {
 } from './errors.js';
 import * as generatedValidators from './generated/body-validators.js';
 import { CS_ENDPOINTS } from './generated/cs-endpoints.js';
-import type { BodyValidator, ValidationFailure } from './request.js';
-import { DEFAULT_JSON_BODY_LIMIT, readBody, readJsonObject, validateBody } from './request.js';
+import type { BodySource, BodyValidator, ValidationFailure } from './request.js';
+import { DEFAULT_JSON_BODY_LIMIT, parseJsonObject, readBodySource, validateBody } from './request.js';
+
+/** A request as plain data: what a host hands `handle` instead of a WHATWG Request. */
+export interface PlainRequest {
+  readonly method: string;
+  /** The absolute URL (`http://host:port/path?query`). */
+  readonly url: string | URL;
+  /** Header names in lower case; a repeated header's values joined with ", " (what `Headers.get` returns). */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  /** Whole bytes or text when the host has read the body (small ones), a stream otherwise, null for none. */
+  readonly body: BodySource;
+  /** Aborted when the client goes away (or the host closes): long polls stop. */
+  readonly signal?: AbortSignal;
+}
+
+/** A response as plain data. Header names are lower case; `set-cookie` may hold several values. */
+export interface PlainResponse {
+  status: number;
+  statusText?: string;
+  headers: Record<string, string | string[]>;
+  /** Text or bytes for a whole body (every JSON answer), a stream for a streamed one, null for none. */
+  body: string | Uint8Array | ReadableStream<Uint8Array> | null;
+}
 
 export interface RouterComponents {
   /**
    * Resolves an access token (from `Authorization: Bearer` or `?access_token=`) to its principal, or throws a
-   * MatrixError: `unknownToken(softLogout)`, `userLocked()`, … The request is passed for appservice identity assertion
+   * MatrixError: `unknownToken(softLogout)`, `userLocked()`, … The URL is passed for appservice identity assertion
    * (`user_id`, `device_id` query parameters).
    */
-  authenticate(token: string, request: Request): Promise<Principal>;
+  authenticate(token: string, url: URL): Promise<Principal>;
   /** Verifies an `X-Matrix` signed request and returns the origin server name. Needed for `federation` endpoints. */
   authenticateFederation?(input: { request: Request; url: URL; body: JsonObject | undefined }): Promise<string>;
   /** Throws `limitExceeded(ms)` to refuse. Called for rate-limited endpoints, after authentication. */
@@ -62,6 +89,8 @@ export interface RouterInit {
 
 export interface Router {
   fetch(request: Request): Promise<Response>;
+  /** `fetch` over plain data (never rejects: errors become error responses). */
+  handle(request: PlainRequest): Promise<PlainResponse>;
   readonly endpoints: readonly AnyEndpoint[];
 }
 
@@ -191,11 +220,11 @@ function splitPath(pathname: string): { segs: string[]; legacyR0: boolean } {
  * requires both methods; it says nothing of a request using both, so we follow RFC 6750 §2/§3.1 ("clients MUST NOT
  * use more than one method"; the server answers 400 invalid_request) with 400 M_INVALID_PARAM.
  */
-function extractAccessToken(request: Request, url: URL): { token: string | undefined; conflict: boolean } {
-  const header = request.headers.get('authorization');
-  const m = header === null ? null : /^Bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(header);
+function extractAccessToken(header: string | undefined, url: URL): { token: string | undefined; conflict: boolean } {
+  const m = header === undefined ? null : /^Bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(header);
   const fromHeader = m ? m[1] : undefined;
-  const fromQuery = url.searchParams.getAll('access_token').filter((t) => t !== '');
+  // Most requests carry no query at all: skip URLSearchParams then.
+  const fromQuery = url.search === '' ? [] : url.searchParams.getAll('access_token').filter((t) => t !== '');
   const conflict = fromQuery.length > 1 || (fromHeader !== undefined && fromQuery.length > 0);
   return { token: fromHeader ?? fromQuery[0], conflict };
 }
@@ -250,18 +279,32 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
   });
   routes.sort((a, b) => compareSpecificity(a.template, b.template));
   specRoutes.sort((a, b) => compareSpecificity(a.template, b.template));
+  // Routes by the number of path segments they can match (most requests then try a handful, not all of them).
+  const routesByLength = new Map<number, Route[]>();
+  for (const r of routes) {
+    const n = r.template.segments.length;
+    const lengths = [n];
+    if (r.template.trailingSlash) lengths.push(n + 1);
+    if (r.template.optionalTrailing) lengths.push(n - 1);
+    for (const len of lengths) {
+      let list = routesByLength.get(len);
+      if (list === undefined) routesByLength.set(len, (list = []));
+      list.push(r);
+    }
+  }
 
-  async function serve(request: Request): Promise<Response> {
-    const url = new URL(request.url);
-    const method = request.method.toUpperCase();
-    if (method === 'OPTIONS' && isCorsPath(url.pathname)) return preflightResponse();
+  async function serve(x: Exchange): Promise<PlainResponse> {
+    const { req, url } = x;
+    const materialize = (): Request => x.request();
+    const method = req.method.toUpperCase();
+    if (method === 'OPTIONS' && isCorsPath(url.pathname)) return { status: 204, headers: {}, body: null };
 
     const { segs, legacyR0 } = splitPath(url.pathname);
     const lookup = method === 'HEAD' ? 'GET' : method;
     let route: Route | undefined;
     let rawParams: Record<string, string> | undefined;
     const allowed = new Set<string>();
-    for (const r of routes) {
+    for (const r of routesByLength.get(segs.length) ?? []) {
       if (legacyR0 && !r.r0) continue;
       const p = matchTemplate(r.template, segs);
       if (!p) continue;
@@ -283,7 +326,7 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
     const params: Record<string, string> = {};
     for (const [name, raw] of Object.entries(rawParams)) {
       try {
-        params[name] = decodeURIComponent(raw);
+        params[name] = raw.includes('%') ? decodeURIComponent(raw) : raw;
       } catch {
         throw invalidParam(name, 'is not valid percent-encoding');
       }
@@ -291,70 +334,206 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
 
     const endpoint = route.endpoint;
     const auth: AuthKind = endpoint.auth;
-    const { token, conflict } = extractAccessToken(request, url);
+    const { token, conflict } = extractAccessToken(req.headers.authorization, url);
     let principal: Principal | undefined;
     if (auth === 'accessToken' || auth === 'optionalAccessToken') {
       if (conflict) {
         throw invalidParam('access_token', 'must be sent once: in the Authorization header or the query, not both');
       }
-      if (token !== undefined) principal = await components.authenticate(token, request);
+      if (token !== undefined) principal = await components.authenticate(token, url);
       else if (auth === 'accessToken') throw missingToken();
     }
 
     const limit = route.rateLimited ? components.rateLimit : undefined;
     // Refuse before reading the body where we can; a federation request is only known after its signature is.
-    if (limit && auth !== 'federation') await limit({ endpoint, request, principal });
+    if (limit && auth !== 'federation') {
+      await limit({ endpoint, get request() { return materialize(); }, principal });
+    }
 
+    const maxBodyBytes = route.maxBodyBytes;
+    const readBody = (): Promise<Uint8Array> => x.readBody(maxBodyBytes);
     let body: JsonObject = {};
     if (route.body === 'json') {
       // An absent body counts as {}: the spec's object "may be empty", some clients omit it (join, leave, forget),
       // and the schema still refuses it where fields are required.
-      body = await readJsonObject(request, { maxBytes: route.maxBodyBytes, allowEmpty: true });
+      body = parseJsonObject(await readBody(), true);
     }
 
     let origin: string | undefined;
     if (auth === 'federation') {
       // The X-Matrix signature covers the body, so it is read first.
-      origin = await components.authenticateFederation!({ request, url, body: route.body === 'json' ? body : undefined });
-      if (limit) await limit({ endpoint, request, origin });
+      const signed = route.body === 'json' ? body : undefined;
+      origin = await components.authenticateFederation!({ get request() { return materialize(); }, url, body: signed });
+      if (limit) await limit({ endpoint, get request() { return materialize(); }, origin });
     }
 
     if (route.validate) validateBody(route.validate, body);
 
+    let signal = req.signal;
     const ctx: EndpointContext = {
-      request,
+      get request() {
+        return materialize();
+      },
       url,
-      query: url.searchParams,
+      get query() {
+        return url.searchParams;
+      },
       params,
       principal,
       accessToken: token,
       origin,
       body,
-      readBody: () => readBody(request, route.maxBodyBytes),
-      signal: request.signal,
+      readBody,
+      // A host that gives no signal (a test calling `handle`) gets one that never fires, made only if asked for.
+      get signal() {
+        return (signal ??= new AbortController().signal);
+      },
       legacyR0,
     };
     const result = await endpoint.handler(ctx);
-    const res = result instanceof Response ? result : jsonResponse(result);
-    return method === 'HEAD' ? new Response(null, { status: res.status, headers: res.headers }) : res;
+    const res: PlainResponse =
+      result instanceof Response
+        ? fromResponse(result)
+        : { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(result) };
+    if (method === 'HEAD') {
+      if (res.body instanceof ReadableStream) await res.body.cancel().catch(() => {});
+      res.body = null;
+    }
+    return res;
+  }
+
+  /** Serves `req`; `original` is the Request when it came through `fetch`. Never rejects. */
+  async function run(req: PlainRequest, original?: Request): Promise<PlainResponse> {
+    let url: URL | undefined;
+    try {
+      try {
+        url = typeof req.url === 'string' ? new URL(req.url) : req.url;
+      } catch {
+        throw unknown('Malformed request', 400);
+      }
+      return withCors(await serve(new Exchange(req, url, original)));
+    } catch (e) {
+      // Storage over quota: a clear 403 M_RESOURCE_LIMIT_EXCEEDED; the person running this server is at its origin.
+      if (e instanceof QuotaExceededError && url !== undefined) return withCors(errorPlain(storageFull(`${url.origin}/`)));
+      if (req.signal?.aborted && !isMatrixError(e)) {
+        // The client went away (or the host is closing): whatever failed, nobody is listening.
+        logger?.debug?.('request aborted', e);
+        return withCors(errorPlain(unknown('Request aborted')));
+      }
+      return withCors(errorPlain(asMatrixError(e, logger)));
+    }
   }
 
   return {
     endpoints: init.endpoints,
+    handle: (request) => run(request),
     async fetch(request: Request): Promise<Response> {
-      try {
-        return withCors(await serve(request));
-      } catch (e) {
-        // Storage over quota: a clear 403 M_RESOURCE_LIMIT_EXCEEDED; the person running this server is at its origin.
-        if (e instanceof QuotaExceededError) return withCors(errorResponse(storageFull(`${new URL(request.url).origin}/`)));
-        if (request.signal.aborted && !isMatrixError(e)) {
-          // The client went away (or the host is closing): whatever failed, nobody is listening.
-          logger?.debug?.('request aborted', e);
-          return withCors(errorResponse(unknown('Request aborted')));
-        }
-        return withCors(errorResponse(e, logger));
-      }
+      const headers: Record<string, string> = {};
+      for (const [name, value] of request.headers) headers[name] = value;
+      const plain: PlainRequest = { method: request.method, url: request.url, headers, body: request.body, signal: request.signal };
+      return toResponse(await run(plain, request));
     },
   };
 }
 
+/** One request's body and its Request view, each made at most once. */
+class Exchange {
+  private built: Request | undefined;
+  private reading: Promise<Uint8Array> | undefined;
+  private bytes: Uint8Array | undefined;
+  /** The Request built for a handler took over the host's body stream: read it from there. */
+  private streamMoved = false;
+
+  constructor(
+    readonly req: PlainRequest,
+    readonly url: URL,
+    original: Request | undefined,
+  ) {
+    this.built = original;
+  }
+
+  /** The whole body within `maxBytes` (413 M_TOO_LARGE past it); read once, the same bytes every call. */
+  readBody(maxBytes: number): Promise<Uint8Array> {
+    if (this.reading === undefined) {
+      const source = this.streamMoved ? this.built!.body : this.req.body;
+      this.reading = readBodySource(source, this.req.headers['content-length'], maxBytes).then((b) => (this.bytes = b));
+    }
+    return this.reading;
+  }
+
+  /** A WHATWG Request for code that wants one (a handler's `ctx.request`, the ports): built on first use. */
+  request(): Request {
+    if (this.built !== undefined) return this.built;
+    const { req } = this;
+    const method = req.method.toUpperCase();
+    const headers = new Headers();
+    try {
+      for (const name in req.headers) {
+        const value = req.headers[name];
+        if (value !== undefined) headers.append(name, value);
+      }
+    } catch {
+      throw unknown('Malformed request', 400);
+    }
+    const init: RequestInit & { duplex?: 'half' } = { method, headers };
+    if (method !== 'GET' && method !== 'HEAD' && req.body !== null) {
+      if (!(req.body instanceof ReadableStream)) {
+        init.body = req.body as BodyInit;
+      } else if (this.reading === undefined) {
+        init.body = req.body;
+        init.duplex = 'half';
+        this.streamMoved = true;
+      } else if (this.bytes !== undefined) {
+        init.body = this.bytes as BodyInit;
+      }
+      // (A stream being read right now has no body to give: the reader has it.)
+    }
+    let request: Request;
+    try {
+      request = new Request(this.url, init);
+    } catch {
+      // A header value the host let through but WHATWG Headers refuses: the client's fault, not ours.
+      throw unknown('Malformed request', 400);
+    }
+    // The host's signal as the request's own (given to the constructor, undici would follow it with a second one).
+    if (req.signal) Object.defineProperty(request, 'signal', { value: req.signal });
+    this.built = request;
+    return request;
+  }
+}
+
+const CORS_ENTRIES = Object.entries(CORS_HEADERS).map(([k, v]) => [k.toLowerCase(), v] as const);
+
+function withCors(res: PlainResponse): PlainResponse {
+  for (const [k, v] of CORS_ENTRIES) res.headers[k] = v;
+  return res;
+}
+
+/** An error as a JSON response (errors.ts `errorResponse`, as plain data). */
+export function errorPlain(e: MatrixError): PlainResponse {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(e.headers)) headers[k.toLowerCase()] = v;
+  headers['content-type'] = 'application/json';
+  return { status: e.status, headers, body: JSON.stringify(e.toJSON()) };
+}
+
+/** A handler's Response as plain data; its body stays a stream (a streamed answer is passed on as one). */
+function fromResponse(res: Response): PlainResponse {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of res.headers) if (k !== 'set-cookie') headers[k] = v;
+  const cookies = res.headers.getSetCookie();
+  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  return { status: res.status, statusText: res.statusText || undefined, headers, body: res.body };
+}
+
+/** Plain data back to a Response, for `fetch`. */
+function toResponse(res: PlainResponse): Response {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) {
+    if (Array.isArray(v)) for (const one of v) headers.append(k, one);
+    else headers.set(k, v);
+  }
+  // A status that forbids a body (204, 304) gets none, as before.
+  const body = res.status === 204 || res.status === 304 ? null : (res.body as BodyInit | null);
+  return new Response(body, { status: res.status, statusText: res.statusText, headers });
+}

@@ -10,10 +10,10 @@
  * `opts.referenceHashes`, else computed from the event returned by `opts.resolveEvent`; a reference that
  * neither gives is an error (a wrong hash would make the event unverifiable for others, so none is invented).
  */
-import { sha256 } from '@noble/hashes/sha2.js';
 import { encodeBase64, encodeBase64Url } from './base64.js';
 import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
 import { sign } from './crypto/ed25519.js';
+import { sha256 } from './crypto/sha256.js';
 import { Pdu } from './event.js';
 import { pduFromJson } from './event-id.js';
 import { addContentHash, referenceHash } from './hashes.js';

@@ -3,11 +3,11 @@
  * Spec: shared/matrix-spec/content/server-server-api.md §"Calculating the content hash for an event",
  * §"Calculating the reference hash for an event", §"Validating hashes and signatures on received events".
  *
- * SHA-256 comes from @noble/hashes (synchronous, ~0.03 ms for a typical event) so hashing can run inside code
- * that cannot await.
+ * SHA-256 is synchronous (crypto/sha256.ts: @noble/hashes, or the host's registered backend) so hashing can run
+ * inside code that cannot await.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
 import { canonicalJsonBytes } from './canonical-json.js';
+import { sha256 } from './crypto/sha256.js';
 import { decodeBase64, encodeBase64 } from './base64.js';
 import type { JsonObject } from './json.js';
 import { isJsonObject } from './json.js';

@@ -80,9 +80,11 @@ export async function serverMaySeeEvent(tx: ReadTx, record: EventRecord, server:
   if (record.outlier) return inRoomNow;
   // The state before the event: its history visibility and the server's members.
   const state = await loadStateGroup(tx, record.stateBefore);
-  const hv = visibilityOf(await getById(tx, state.get(stateKey('m.room.history_visibility', ''))));
-  if (hv === 'world_readable') return true;
-  if (hv === 'shared' && inRoomNow) return true;
+  const hvs = [visibilityOf(await getById(tx, state.get(stateKey('m.room.history_visibility', ''))))];
+  // A history_visibility event is visible when the setting before or after it allows (modules/history_visibility.md).
+  if (json.type === 'm.room.history_visibility' && json.state_key === '') hvs.push(visibilityOf(record));
+  if (hvs.includes('world_readable')) return true;
+  if (hvs.includes('shared') && inRoomNow) return true;
   const memberIds: string[] = [];
   for (const [k, id] of state) {
     if (!k.startsWith('m.room.member\u0000')) continue;
@@ -91,7 +93,7 @@ export async function serverMaySeeEvent(tx: ReadTx, record: EventRecord, server:
   const recs = await recordsById(tx, memberIds);
   for (const r of recs.values()) {
     const m = isJsonObject(r.json.content) ? r.json.content.membership : undefined;
-    if (m === 'join' || (hv === 'invited' && m === 'invite')) return true;
+    if (m === 'join' || (hvs.includes('invited') && m === 'invite')) return true;
   }
   return false;
 }

@@ -68,16 +68,18 @@ export async function hasValidSignature(json: JsonObject, version: RoomVersion, 
 
 /**
  * Steps 1–3 on a received event of a room of `version`. `roomId`, when given, is the room the event must belong
- * to (a PDU in a `/send` for another room, or an answer about another room, is dropped).
+ * to (a PDU in a `/send` for another room, or an answer about another room, is dropped). `built`: the event as
+ * `pduFromJson(json, version)` already made it (its ID is a hash: computing it twice costs).
  */
-export async function checkReceivedPdu(json: unknown, version: RoomVersion, roomId?: string): Promise<CheckResult> {
+export async function checkReceivedPdu(json: unknown, version: RoomVersion, roomId?: string, built?: Pdu): Promise<CheckResult> {
   // 1. Format.
   const format = checkPduFormat(json, version);
   if (!format.ok) return { ok: false, reason: `invalid event: ${format.reason}` };
   const obj = json as JsonObject;
-  const built = pduFromJson(obj, version);
-  if (!built.ok) return { ok: false, reason: `invalid event: ${built.reason}` };
-  if (roomId !== undefined && built.pdu.roomId !== roomId) return { ok: false, reason: 'event is for another room' };
+  const made = built !== undefined && built.json === obj ? { ok: true as const, pdu: built } : pduFromJson(obj, version);
+  if (!made.ok) return { ok: false, reason: `invalid event: ${made.reason}` };
+  const pdu = made.pdu;
+  if (roomId !== undefined && pdu.roomId !== roomId) return { ok: false, reason: 'event is for another room' };
   // 2. Signatures.
   for (const server of requiredSigners(obj, version)) {
     if (!(await hasValidSignature(obj, version, server))) {
@@ -87,10 +89,10 @@ export async function checkReceivedPdu(json: unknown, version: RoomVersion, room
   // 3. Content hash: redact on a mismatch (the signatures cover the redacted form, so they stay valid).
   if (!checkContentHash(obj)) {
     const redacted = pduFromJson(redactEvent(obj, version), version);
-    if (!redacted.ok || redacted.pdu.eventId !== built.pdu.eventId) return { ok: false, reason: 'event ID changed on redaction' };
+    if (!redacted.ok || redacted.pdu.eventId !== pdu.eventId) return { ok: false, reason: 'event ID changed on redaction' };
     return { ok: true, value: { pdu: redacted.pdu, redacted: true } };
   }
-  return { ok: true, value: { pdu: built.pdu, redacted: false } };
+  return { ok: true, value: { pdu, redacted: false } };
 }
 
 /** The v12 create event ID a room ID names (`!x` → `$x`); undefined before v12. */

@@ -8,11 +8,22 @@
  * typing/receipts only for users joined to the room. Outgoing: typing and receipts go to the servers of the room;
  * presence and device-list changes of our users to every server sharing a room with them (read from the stream
  * after each change, so the services need no federation hooks); to-device messages to the recipients' servers.
+ *
+ * Device lists (§"Device Management"): each change of one of our users' devices is an m.device_list_update naming
+ * the device, its current keys (or `deleted`), `stream_id` = the change's stream position and `prev_id` = the
+ * user's previous one (kept in `server` ['deviceListPrev', userId]); a cross-signing key change is an
+ * m.signing_key_update. Display names are not sent (federation/keys.ts: they stay on their server). Received
+ * updates mark the user changed for our users' /sync and /keys/changes. We keep no copy of remote device lists —
+ * /keys/query asks the user's server each time (federation/keys.ts) — so the spec's resync on an unknown `prev_id`
+ * has nothing to rebuild: every update is treated like a resync (the user is marked changed and the next query is
+ * fresh). The last `stream_id` seen per remote user (['remoteDeviceList', userId]) makes a redelivered update a no-op.
  */
 import { isValidUserId } from '../core/identifiers.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
 import type { MemberRecord, StreamEntry } from '../storage/records.js';
+import type { WriteTx } from '../storage/kv.js';
+import type { CrossSigningKeyRecord, DeviceKeysRecord } from '../services/keys.js';
 import { STORES } from '../storage/schema.js';
 import { allocatePosition, currentPosition } from '../services/notifier.js';
 import type { PresenceRecord } from '../services/presence.js';
@@ -46,7 +57,7 @@ export class Edus {
   async start(): Promise<void> {
     const eph = this.p.sync.ephemeral;
     eph.typingListeners.push((roomId, userId, typing, timeoutMs) => {
-      void this.toRoom(roomId, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing, timeout: timeoutMs } }, false);
+      void this.typingToRoom(roomId, { edu_type: 'm.typing', content: { room_id: roomId, user_id: userId, typing, timeout: timeoutMs } });
     });
     eph.receiptListeners.push((roomId, userId, type, eventId, threadId, ts) => {
       const data: JsonObject = { ts };
@@ -67,6 +78,27 @@ export class Edus {
   private async toRoom(roomId: string, edu: JsonObject, keep: boolean): Promise<void> {
     const servers = await this.p.servers.get(roomId);
     this.p.sender.sendEdu(servers, edu, keep);
+  }
+
+  /**
+   * Typing goes on the room's gossip topic first, as new events do (sender.ts fanOut), and by `/send` only to the
+   * servers gossip did not reach: receivers take EDUs from gossip straight from their origin (service.ts
+   * handleGossip). Typing is ephemeral and superseded by the next change, so a lost one costs little.
+   */
+  private async typingToRoom(roomId: string, edu: JsonObject): Promise<void> {
+    const dests = [...(await this.p.servers.get(roomId))].filter((s) => s !== this.ctx.serverName);
+    if (dests.length === 0) return;
+    let reached = new Set<string>();
+    const transport = this.p.transport;
+    if (transport?.publishTo) {
+      try {
+        const message: JsonObject = { origin: this.ctx.serverName, origin_server_ts: this.ctx.clock.now(), pdus: [], edus: [edu] };
+        reached = new Set(await transport.publishTo(roomId, message));
+      } catch (e) {
+        this.ctx.logger.debug('federation: typing gossip failed, sending to every server', e);
+      }
+    }
+    this.p.sender.sendEdu(dests.filter((s) => !reached.has(s)), edu, false);
   }
 
   private sendToDevice(sender: string, type: string, messageId: string, messages: Record<string, JsonObject>): void {
@@ -94,10 +126,10 @@ export class Edus {
           return { rows, pos };
         });
         this.followPos = Math.max(this.followPos, pos);
-        for (const [, e] of rows) {
-          if ((e.kind === 'presence' || e.kind === 'device_list') && domainOf(e.userId) === this.ctx.serverName) {
-            await this.announce(e.kind, e.userId, pos);
-          }
+        for (const [key, e] of rows) {
+          if (e.kind === 'presence' && domainOf(e.userId) === this.ctx.serverName) await this.announcePresence(e.userId);
+          // In stream order, one at a time: each update's prev_id is the one before it.
+          if (e.kind === 'device_list' && domainOf(e.userId) === this.ctx.serverName) await this.announceDevices(e, key[0] as number);
         }
       } catch (e) {
         this.ctx.logger.warn('federation: following the stream failed', e);
@@ -124,25 +156,43 @@ export class Edus {
     });
   }
 
-  private async announce(kind: 'presence' | 'device_list', userId: string, pos: number): Promise<void> {
-    const { servers, presence } = await this.ctx.kv.read(async (tx) => {
-      const rooms = await joinedRoomsIn(tx, userId);
-      const presence = kind === 'presence' ? await tx.get<PresenceRecord>(STORES.presence, [userId]) : undefined;
-      return { servers: rooms, presence };
-    });
+  /** Every other server sharing a room with one of the `rooms`. */
+  private async serversOf(rooms: readonly string[]): Promise<Set<string>> {
     const dests = new Set<string>();
-    for (const roomId of servers) for (const s of await this.p.servers.get(roomId)) dests.add(s);
+    for (const roomId of rooms) for (const s of await this.p.servers.get(roomId)) dests.add(s);
     dests.delete(this.ctx.serverName);
+    return dests;
+  }
+
+  private async announcePresence(userId: string): Promise<void> {
+    const { rooms, presence } = await this.ctx.kv.read(async (tx) => ({
+      rooms: await joinedRoomsIn(tx, userId),
+      presence: await tx.get<PresenceRecord>(STORES.presence, [userId]),
+    }));
+    const dests = await this.serversOf(rooms);
     if (dests.size === 0) return;
-    if (kind === 'presence') {
-      const c = presenceContent(presence, this.ctx.clock.now());
-      const push: JsonObject = { user_id: userId, presence: c.presence ?? 'offline', last_active_ago: c.last_active_ago ?? 0 };
-      if (c.currently_active !== undefined) push.currently_active = c.currently_active;
-      if (c.status_msg !== undefined) push.status_msg = c.status_msg;
-      this.p.sender.sendEdu(dests, { edu_type: 'm.presence', content: { push: [push] } }, false);
-    } else {
-      this.p.sender.sendEdu(dests, { edu_type: 'm.device_list_update', content: { user_id: userId, device_id: '', stream_id: pos, prev_id: [] } }, true);
-    }
+    const c = presenceContent(presence, this.ctx.clock.now());
+    const push: JsonObject = { user_id: userId, presence: c.presence ?? 'offline', last_active_ago: c.last_active_ago ?? 0 };
+    if (c.currently_active !== undefined) push.currently_active = c.currently_active;
+    if (c.status_msg !== undefined) push.status_msg = c.status_msg;
+    this.p.sender.sendEdu(dests, { edu_type: 'm.presence', content: { push: [push] } }, false);
+  }
+
+  /**
+   * The EDU for one device-list stream entry of a local user (at stream position `pos`): the device's current keys,
+   * or `deleted`; the user's cross-signing keys when no device is named. The prev_id chain advances even when no
+   * server shares a room yet (one that joins later then sees a prev_id it does not know, and resyncs, as the spec
+   * wants).
+   */
+  private async announceDevices(e: Extract<StreamEntry, { kind: 'device_list' }>, pos: number): Promise<void> {
+    const { userId, deviceId } = e;
+    const { rooms, edu } = await this.ctx.kv.write(async (tx) => ({
+      rooms: await joinedRoomsIn(tx, userId),
+      edu: deviceId === undefined ? await signingKeyUpdate(tx, userId) : await deviceListUpdate(tx, userId, deviceId, e.deleted === true, pos),
+    }));
+    if (!edu) return;
+    const dests = await this.serversOf(rooms);
+    if (dests.size > 0) this.p.sender.sendEdu(dests, edu, true);
   }
 
   // ---- Incoming
@@ -167,6 +217,9 @@ export class Edus {
             break;
           case 'm.device_list_update':
             await this.deviceList(origin, edu.content);
+            break;
+          case 'm.signing_key_update':
+            await this.deviceList(origin, edu.content, true);
             break;
           default:
             break;
@@ -231,15 +284,29 @@ export class Edus {
     }
   }
 
-  private async deviceList(origin: string, c: JsonObject): Promise<void> {
+  /** m.device_list_update (and m.signing_key_update, which has no device): our users learn `userId` changed. */
+  private async deviceList(origin: string, c: JsonObject, signingKeys = false): Promise<void> {
     if (!this.fromOrigin(origin, c.user_id)) return;
     const userId = c.user_id as string;
+    let entry: StreamEntry = { kind: 'device_list', userId };
+    let streamId: number | undefined;
+    if (!signingKeys) {
+      if (typeof c.device_id !== 'string' || c.device_id === '' || !Number.isSafeInteger(c.stream_id)) return;
+      streamId = c.stream_id as number;
+      entry = { kind: 'device_list', userId, deviceId: c.device_id, ...(c.deleted === true ? { deleted: true } : {}) };
+    }
     const pos = await this.ctx.kv.write(async (tx) => {
+      if (streamId !== undefined) {
+        const seenKey = ['remoteDeviceList', userId];
+        // The same update again (a retried transaction): nothing new to tell our users.
+        if ((await tx.get<number>(STORES.server, seenKey)) === streamId) return undefined;
+        await tx.put(STORES.server, seenKey, streamId);
+      }
       const p = await allocatePosition(tx);
-      await tx.put(STORES.stream, [p], { kind: 'device_list', userId } satisfies StreamEntry);
+      await tx.put(STORES.stream, [p], entry);
       return p;
     });
-    this.ctx.notifier.notify(pos);
+    if (pos !== undefined) this.ctx.notifier.notify(pos);
   }
 
   private async toDevice(origin: string, c: JsonObject): Promise<void> {
@@ -274,4 +341,43 @@ export class Edus {
     });
     if (last !== undefined) this.ctx.notifier.notify(last);
   }
+}
+
+/** The identity keys as other servers see them: without the owner-only `unsigned` part. */
+function publicKeys(json: JsonObject): JsonObject {
+  const { unsigned: _u, ...rest } = json;
+  return rest;
+}
+
+/**
+ * The m.device_list_update for device `deviceId` of local user `userId` changed at stream position `pos`, and the
+ * user's prev_id chain moved on to it (in the caller's write transaction). A device gone since is sent as deleted.
+ * Spec: data/api/server-server/definitions/event-schemas/m.device_list_update.yaml.
+ */
+async function deviceListUpdate(tx: WriteTx, userId: string, deviceId: string, deleted: boolean, pos: number): Promise<JsonObject> {
+  const prevKey = ['deviceListPrev', userId];
+  const prev = await tx.get<number>(STORES.server, prevKey);
+  await tx.put(STORES.server, prevKey, pos);
+  const gone = deleted || (await tx.get(STORES.devices, [userId, deviceId])) === undefined;
+  const keys = gone ? undefined : await tx.get<DeviceKeysRecord>(STORES.e2eDeviceKeys, [userId, deviceId]);
+  const content: JsonObject = { user_id: userId, device_id: deviceId, stream_id: pos, prev_id: prev !== undefined ? [prev] : [] };
+  if (gone) content.deleted = true;
+  if (keys) content.keys = publicKeys(keys.json);
+  return { edu_type: 'm.device_list_update', content };
+}
+
+/**
+ * The m.signing_key_update of local user `userId`: their public cross-signing keys (the user-signing key is private
+ * to them). Spec: data/api/server-server/definitions/event-schemas/m.signing_key_update.yaml.
+ */
+async function signingKeyUpdate(tx: WriteTx, userId: string): Promise<JsonObject | undefined> {
+  const [master, selfSigning] = await tx.getMany<CrossSigningKeyRecord>(STORES.e2eCrossSigningKeys, [
+    [userId, 'master'],
+    [userId, 'self_signing'],
+  ]);
+  if (!master && !selfSigning) return undefined;
+  const content: JsonObject = { user_id: userId };
+  if (master) content.master_key = master.json;
+  if (selfSigning) content.self_signing_key = selfSigning.json;
+  return { edu_type: 'm.signing_key_update', content };
 }

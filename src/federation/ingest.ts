@@ -47,6 +47,7 @@ import { checkAgainstAuthEvents, checkReceivedPdu, domainOf, impliedCreateId } f
 import { recordsById, StoreEventSource } from './pdus.js';
 import type { RemoteClient } from './remote.js';
 import { enc, objectList, stringList } from './remote.js';
+import { traceIdentified, traceStage } from './trace.js';
 
 export type PduStatus = 'accepted' | 'soft_failed' | 'rejected' | 'known' | 'dropped';
 
@@ -66,8 +67,12 @@ export interface ReceiveOptions {
 }
 
 export interface IngestHooks {
-  /** After a commit that added events to a room's timeline (membership changes, servers in the room …). */
-  persisted?(roomId: string, pdus: readonly Pdu[]): void;
+  /**
+   * After a commit that added events to a room's timeline (membership changes, servers in the room …).
+   * `stateTypes`: the event types whose entries in the room's current state changed (by the events themselves or
+   * by a state resolution), so caches of other state stay.
+   */
+  persisted?(roomId: string, pdus: readonly Pdu[], stateTypes: ReadonlySet<string>): void;
 }
 
 /** get_missing_events: events asked for per round, and rounds at most (server-server-api: bounded). */
@@ -77,6 +82,15 @@ const MISSING_EVENTS_ROUNDS = 4;
 const MAX_REMOTE_PREV_STATES = 5;
 /** Fetching more than this many events one by one: ask for the whole state instead. */
 const FETCH_ONE_BY_ONE = 10;
+
+/** Auth plus prev events read ahead with the duplicate check (the format allows 10 + 20). */
+const MAX_PREFETCH_REFS = 30;
+
+/** The events a PDU refers to that its checks read: auth events (and v12's implied create event), prev events. */
+function refsOf(pdu: Pdu, version: RoomVersion): string[] {
+  const createId = impliedCreateId(pdu.roomId, version);
+  return [...pdu.authEvents, ...(createId ? [createId] : []), ...pdu.prevEvents];
+}
 
 type StateSource = { group: number } | { map: StateMap };
 /** State entries of some state groups, read ahead: group → the IDs found, their records, and the keys looked up. */
@@ -186,15 +200,15 @@ export class Ingest {
       const id = pduFromJson(json, version);
       if (id.ok) {
         const eventId = id.pdu.eventId;
+        traceIdentified(json, eventId);
         // The same event arriving twice at once (gossip and /send): the second waits for the first.
         const running = this.inFlight.get(eventId);
         if (running) {
           const first = await running;
           return first.status === 'accepted' || first.status === 'soft_failed' ? { ...first, status: 'known' } : first;
         }
-        const have = await this.kv.read((tx) => tx.get<EventRecord>(STORES.events, [eventId]));
-        if (have && !have.outlier) return { eventId, status: 'known', pdu: id.pdu };
-        const work = this.checkAndReceive(origin, json, version, roomId, opts);
+        // Registered before the first await, so a copy arriving meanwhile waits for this one.
+        const work = this.receiveNew(origin, json, version, roomId, opts, id.pdu);
         this.inFlight.set(eventId, work);
         try {
           return await work;
@@ -206,18 +220,49 @@ export class Ingest {
     return this.checkAndReceive(origin, json, version, roomId, opts);
   }
 
-  private async checkAndReceive(origin: string, json: JsonObject, version: RoomVersion, roomId: string, opts: ReceiveOptions): Promise<PduOutcome> {
-    const checked = await checkReceivedPdu(json, version, roomId);
+  /** A v3+ event not being received already: known → done; else every check and the write. */
+  private async receiveNew(origin: string, json: JsonObject, version: RoomVersion, roomId: string, opts: ReceiveOptions, built: Pdu): Promise<PduOutcome> {
+    const eventId = built.eventId;
+    // One read for the event and what it refers to: whether it is known, and (usually) all that the steps before
+    // the room's lock need. Lists longer than the format allows are not read ahead.
+    const refs = built.authEvents.length + built.prevEvents.length <= MAX_PREFETCH_REFS ? refsOf(built, version) : [];
+    const have = await this.kv.read((tx) => recordsById(tx, [eventId, ...refs]));
+    const stored = have.get(eventId);
+    if (stored && !stored.outlier) return { eventId, status: 'known', pdu: built };
+    traceStage(eventId, 'B receive');
+    return this.checkAndReceive(origin, json, version, roomId, opts, built, refs.length > 0 ? have : undefined);
+  }
+
+  private async checkAndReceive(
+    origin: string,
+    json: JsonObject,
+    version: RoomVersion,
+    roomId: string,
+    opts: ReceiveOptions,
+    built?: Pdu,
+    have?: ReadonlyMap<string, EventRecord>,
+  ): Promise<PduOutcome> {
+    const checked = await checkReceivedPdu(json, version, roomId, built);
     if (!checked.ok) {
       // The result names the event when it has an ID at all (the transaction's per-PDU results are by ID).
       const id = pduFromJson(json, version);
       return { eventId: id.ok ? id.pdu.eventId : undefined, status: 'dropped', reason: checked.reason };
     }
-    return this.receiveChecked(origin, checked.value, version, opts);
+    traceStage(checked.value.pdu.eventId, 'B checked 1-3');
+    return this.receiveChecked(origin, checked.value, version, opts, have);
   }
 
-  /** Steps 4–6 and the write for an event that passed steps 1–3. */
-  async receiveChecked(origin: string, checked: CheckedPdu, version: RoomVersion, opts: ReceiveOptions = {}): Promise<PduOutcome> {
+  /**
+   * Steps 4–6 and the write for an event that passed steps 1–3. `prefetched`: the records of the event, its auth
+   * and prev events (`refsOf`), read just before (a redacted event keeps its auth and prev events).
+   */
+  async receiveChecked(
+    origin: string,
+    checked: CheckedPdu,
+    version: RoomVersion,
+    opts: ReceiveOptions = {},
+    prefetched?: ReadonlyMap<string, EventRecord>,
+  ): Promise<PduOutcome> {
     const pdu = checked.pdu;
     if (pdu.type === 'm.room.create') {
       // A room's create event only ever comes with the room (send_join); a new one here is an outlier at most.
@@ -225,8 +270,9 @@ export class Ingest {
     }
     const createId = impliedCreateId(pdu.roomId, version);
     const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
-    // One read tells whether anything must be fetched first (usually nothing).
-    const have = await this.kv.read((tx) => recordsById(tx, [pdu.eventId, ...auth, ...pdu.prevEvents]));
+    // One read tells whether anything must be fetched first (usually nothing). Records only become more complete,
+    // so a read from just before at worst sends us to fetch what is here by now (and that re-reads first).
+    const have = prefetched ?? (await this.kv.read((tx) => recordsById(tx, [pdu.eventId, ...auth, ...pdu.prevEvents])));
     const existing = have.get(pdu.eventId);
     if (existing && !existing.outlier) return { eventId: pdu.eventId, status: 'known', pdu };
     const graphHas = (id: string) => {
@@ -240,6 +286,7 @@ export class Ingest {
         if (opts.fetchMissing !== false) await this.fetchMissingPrevs(origin, pdu, version);
         remoteStates = await this.statesOfUnknownPrevs(origin, pdu, version);
       }
+      traceStage(pdu.eventId, 'B prereqs');
       return await this.rooms.runExclusive(pdu.roomId, () => this.commit(pdu, version, remoteStates));
     } catch (e) {
       this.ctx.logger.warn('federation: could not process an event', { eventId: pdu.eventId, error: e });
@@ -479,6 +526,7 @@ export class Ingest {
   private async commit(pdu: Pdu, version: RoomVersion, remoteStates: Map<string, StateMap>): Promise<PduOutcome> {
     const roomId = pdu.roomId;
     const id = pdu.eventId;
+    traceStage(id, 'B locked');
     const createId = impliedCreateId(roomId, version);
     const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
     // State entries read together with the prev events, by state group: the checks then need no more reads.
@@ -513,6 +561,7 @@ export class Ingest {
       return { room, existing, ext, recs };
     });
     const { room, ext, recs } = read;
+    traceStage(id, 'B read');
     if (!room) return { eventId: id, status: 'dropped', reason: 'unknown room' };
     if (read.existing && !read.existing.outlier) return { eventId: id, status: 'known', pdu };
 
@@ -611,6 +660,7 @@ export class Ingest {
     const unsigned = key !== undefined ? await this.replacedState(before, key, version, pre) : undefined;
 
     const status: PduStatus = rejected !== undefined ? 'rejected' : softFailed ? 'soft_failed' : 'accepted';
+    traceStage(id, 'B checked 4-6');
     const lastPos = await this.kv.write(async (tx) => {
       const beforeGroup = 'group' in before ? before.group : await this.groupFor(tx, room.stateGroup, beforeMap!);
       const afterGroup = key !== undefined ? await addStateGroup(tx, beforeGroup, new Map([[key, id]]), beforeMap && new Map(beforeMap).set(key, id)) : beforeGroup;
@@ -667,10 +717,12 @@ export class Ingest {
       await tx.put(STORES.rooms, [roomId], updated);
       return pos;
     });
+    traceStage(id, 'B written');
     this.rooms.forgetHead(roomId, accepted ? [pdu] : []);
     if (lastPos !== undefined) {
       this.ctx.notifier.notify(lastPos);
-      this.hooks.persisted?.(roomId, [pdu]);
+      traceStage(id, 'B notified');
+      this.hooks.persisted?.(roomId, [pdu], new Set([...changes.keys()].map((k) => splitStateKey(k)[0])));
     }
     return { eventId: id, status, reason: rejected, pdu };
   }

@@ -23,6 +23,7 @@ import { roomVersionOf } from '../services/event-store.js';
 import { federationJson, recordsById } from './pdus.js';
 import type { RemoteClient } from './remote.js';
 import { RemoteError } from './remote.js';
+import { traceEach } from './trace.js';
 import type { FederationTransport } from './transport.js';
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -35,6 +36,14 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 export type OutboxItem = { eventId: string } | { edu: JsonObject };
 
 type Pending = { kind: 'pdu'; eventId: string; json: JsonObject } | { kind: 'edu'; edu: JsonObject; keep: boolean };
+
+/** One transaction's worth: its PDUs (and their IDs), EDUs, and what to do once it was delivered. */
+interface Batch {
+  pdus: JsonObject[];
+  edus: JsonObject[];
+  ids: string[];
+  done: () => Promise<void>;
+}
 
 export const MAX_TXN_PDUS = 50;
 export const MAX_TXN_EDUS = 100;
@@ -110,6 +119,7 @@ export class FederationSender {
    */
   fanOut(roomId: string, destinations: Iterable<string>, pdus: ReadonlyArray<{ eventId: string; json: JsonObject }>): void {
     if (pdus.length === 0) return;
+    traceEach(pdus.map((p) => p.eventId), 'A fanOut');
     const dests = [...new Set(destinations)].filter((n) => n !== this.ctx.serverName);
     const transport = this.transport;
     if (!transport) return this.sendPdus(dests, pdus);
@@ -128,8 +138,10 @@ export class FederationSender {
       // Receivers read at most MAX_TXN_PDUS from a gossip message: larger batches go out in several.
       for (const chunk of chunks(pdus, MAX_TXN_PDUS)) {
         let reached: ReadonlySet<string>;
+        traceEach(chunk.map((p) => p.eventId), 'A publish start');
         try {
           reached = new Set(await publishTo(roomId, this.gossipMessage(chunk)));
+          traceEach(chunk.map((p) => p.eventId), 'A publish done');
         } catch (e) {
           this.ctx.logger.debug('federation: gossip publish failed, sending to every server', e);
           reached = new Set();
@@ -279,6 +291,7 @@ export class FederationSender {
           pdus: batch.pdus,
           edus: batch.edus,
         };
+        traceEach(batch.ids, 'A /send start');
         try {
           await this.remote.request(d.name, 'PUT', `/_matrix/federation/v1/send/${encodeURIComponent(txnId)}`, body, {
             timeoutMs: this.timeoutMs,
@@ -296,6 +309,7 @@ export class FederationSender {
           // The destination refused this transaction: retrying the same one would not help.
           this.ctx.logger.warn('federation: transaction refused', { destination: d.name, error: e });
         }
+        traceEach(batch.ids, 'A /send done');
         d.delayMs = 0;
         await batch.done();
       }
@@ -305,15 +319,17 @@ export class FederationSender {
     }
   }
 
-  private memoryBatch(d: Destination): { pdus: JsonObject[]; edus: JsonObject[]; done: () => Promise<void> } | undefined {
+  private memoryBatch(d: Destination): Batch | undefined {
     if (d.memory.length === 0) return undefined;
     const pdus: JsonObject[] = [];
+    const ids: string[] = [];
     const edus: JsonObject[] = [];
     let taken = 0;
     for (const item of d.memory) {
       if (item.kind === 'pdu') {
         if (pdus.length >= MAX_TXN_PDUS) break;
         pdus.push(item.json);
+        ids.push(item.eventId);
       } else {
         if (edus.length >= MAX_TXN_EDUS) break;
         edus.push(item.edu);
@@ -324,6 +340,7 @@ export class FederationSender {
     return {
       pdus,
       edus,
+      ids,
       done: async () => {
         // Remove exactly what was sent (more may have been queued meanwhile).
         d.memory.splice(0, items.length);
@@ -332,7 +349,7 @@ export class FederationSender {
   }
 
   /** The oldest stored items (a transaction's worth), loading the PDUs' JSON from the events store. */
-  private async storedBatch(d: Destination): Promise<{ pdus: JsonObject[]; edus: JsonObject[]; done: () => Promise<void> } | undefined> {
+  private async storedBatch(d: Destination): Promise<Batch | undefined> {
     const rows = await this.ctx.kv.read((tx) =>
       tx.range<OutboxItem>(STORES.federationOutbox, { prefix: [d.name], limit: MAX_TXN_PDUS + MAX_TXN_EDUS }),
     );
@@ -370,6 +387,7 @@ export class FederationSender {
     return {
       pdus,
       edus,
+      ids,
       done: async () => {
         await this.ctx.kv.write(async (tx) => {
           for (const [key] of taken) await tx.delete(STORES.federationOutbox, key);

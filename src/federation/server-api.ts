@@ -5,7 +5,7 @@
  *
  * Spec: shared/matrix-spec/data/api/server-server/{transactions,joins-v1,joins-v2,leaving-v1,leaving-v2,knocks,
  * invites-v2,events,event_auth,backfill,query,keys_server,version,user_devices,user_keys,
- * public_rooms}.yaml. Bodies are checked by the handlers (the
+ * public_rooms,space_hierarchy}.yaml. Bodies are checked by the handlers (the
  * generated validators cover the Client-Server API only); bad input is answered with the spec's errors.
  */
 import type { AnyEndpoint } from '../api/endpoint.js';
@@ -22,9 +22,11 @@ import type { UserRecord } from '../services/accounts.js';
 import { STORES } from '../storage/schema.js';
 import type { Logger } from '../services/context.js';
 import type { FederationRequest, FederationResponse } from './transport.js';
+import { hierarchyEndpoint } from './hierarchy.js';
+import type { HierarchyHandlers } from './hierarchy.js';
 
 /** What the endpoints call (FederationService implements it). */
-export interface FederationHandlers {
+export interface FederationHandlers extends HierarchyHandlers {
   readonly serverName: string;
   readonly identity: ServerIdentity;
   now(): number;
@@ -277,6 +279,7 @@ export function federationEndpoints(h: FederationHandlers): AnyEndpoint[] {
       validateBody: null,
       handler: ({ body }) => h.publicRoomsPost(body),
     }),
+    hierarchyEndpoint(h),
   ];
 }
 

@@ -32,6 +32,8 @@ import { Ingest } from './ingest.js';
 import { FederationKeys } from './keys.js';
 import { History } from './history.js';
 import { FederationDirectory } from './directory.js';
+import { FederationHierarchy } from './hierarchy.js';
+import type { HierarchyService } from '../services/hierarchy.js';
 import { RemoteMembership } from './membership.js';
 import type { FederationParts } from './parts.js';
 import { relay } from './parts.js';
@@ -39,6 +41,7 @@ import { RemoteClient, RemoteError } from './remote.js';
 import { Resident } from './resident.js';
 import { ServerAcls } from './server-acl.js';
 import { FederationSender, MAX_TXN_EDUS, MAX_TXN_PDUS } from './sender.js';
+import { traceArrival, traceEach } from './trace.js';
 import type { SenderOptions } from './sender.js';
 import type { FederationHandlers } from './server-api.js';
 import { federationEndpoints, FederationRouter, readAliasWith, readUserWith } from './server-api.js';
@@ -55,6 +58,8 @@ export interface FederationComponents {
   timeline?: TimelineService;
   /** The published room directory, served to other servers and fetched from them (directory.ts). */
   directory?: DirectoryService;
+  /** Space hierarchies: ours served to other servers, theirs asked for our clients' walks (hierarchy.ts). */
+  hierarchy?: HierarchyService;
   /** Absent: nothing can be sent (requests handed to `handleRequest` are still answered). */
   network?: FederationTransport;
 }
@@ -73,6 +78,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
   readonly keys?: FederationKeys;
   readonly history: History;
   readonly directory?: FederationDirectory;
+  readonly spaces: FederationHierarchy;
   private readonly router: FederationRouter;
   /** Responses of recent transactions by origin and txnId: a retried /send is answered, not processed again. */
   private readonly recentTxns = new Map<string, Promise<JsonObject>>();
@@ -105,8 +111,9 @@ export class FederationService implements FederationInbound, FederationHandlers 
     if (c.keys) this.keys = new FederationKeys(ctx, c.keys, remote);
     this.history = new History(this.parts);
     if (c.directory) this.directory = new FederationDirectory(ctx, c.directory, remote);
+    this.spaces = new FederationHierarchy(ctx, remote);
     this.router = new FederationRouter(federationEndpoints(this), ctx.logger);
-    this.ingest.hooks.persisted = (roomId, pdus) => this.afterRemoteEvents(roomId, pdus);
+    this.ingest.hooks.persisted = (roomId, pdus, stateTypes) => this.afterRemoteEvents(roomId, pdus, stateTypes);
   }
 
   get serverName(): string {
@@ -133,6 +140,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
       const d = this.directory;
       this.c.directory.remoteDirectory = (server, q) => d.fetch(server, q);
     }
+    if (this.c.hierarchy) this.c.hierarchy.remoteHierarchy = (roomId, via, so) => this.spaces.fetch(roomId, via, so);
     if (this.c.timeline) this.c.timeline.fetchHistory = (roomId, limit) => this.history.fetchHistory(roomId, limit);
     await this.sender.start();
     await this.edus.start();
@@ -170,6 +178,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
       if (!isJsonObject(message)) return;
       const origin = typeof message.origin === 'string' && isHearthServerName(message.origin) ? message.origin : from;
       const pdus = Array.isArray(message.pdus) ? message.pdus.slice(0, MAX_TXN_PDUS) : [];
+      traceArrival(pdus, 'B gossip in');
       // Gossip relays: PDUs prove themselves by their signatures; EDUs are only believed from their origin.
       for (const pdu of pdus) {
         if (!isJsonObject(pdu) || pdu.room_id !== roomId) continue;
@@ -197,6 +206,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
     if (edus !== undefined && !Array.isArray(edus)) throw badJson("'edus' must be an array");
     if (pdus.length > MAX_TXN_PDUS) throw tooLarge(`A transaction carries at most ${MAX_TXN_PDUS} PDUs`);
     if ((edus ?? []).length > MAX_TXN_EDUS) throw tooLarge(`A transaction carries at most ${MAX_TXN_EDUS} EDUs`);
+    traceArrival(pdus, 'B /send in');
     const key = `${origin}\u0000${txnId}`;
     const seen = this.recentTxns.get(key);
     if (seen) return seen;
@@ -245,6 +255,7 @@ export class FederationService implements FederationInbound, FederationHandlers 
   /** Our users' new events: to every other server in the room (and the target's, for kicks and bans). */
   private afterLocalEvents(events: readonly Pdu[]): void {
     if (events.length === 0) return;
+    traceEach(events.map((e) => e.eventId), 'A committed');
     const roomId = events[0].roomId;
     const also: string[] = [];
     let memberChange = false;
@@ -263,10 +274,10 @@ export class FederationService implements FederationInbound, FederationHandlers 
     })().catch((e) => this.c.ctx.logger.error('federation: sending events failed', e));
   }
 
-  private afterRemoteEvents(roomId: string, pdus: readonly Pdu[]): void {
-    // Any remote event may come with a state resolution that changes the ACL.
-    this.acls.invalidate(roomId);
-    if (!pdus.some((p) => p.type === 'm.room.member')) return;
+  private afterRemoteEvents(roomId: string, pdus: readonly Pdu[], stateTypes: ReadonlySet<string>): void {
+    // The ACL is re-read only when the current state's ACL changed (the event, or a state resolution).
+    if (stateTypes.has('m.room.server_acl')) this.acls.invalidate(roomId);
+    if (!pdus.some((p) => p.type === 'm.room.member') && !stateTypes.has('m.room.member')) return;
     // Re-read rather than patch: a remote member event may have come with a state resolution.
     this.servers.invalidate(roomId);
     void this.updateSubscription(roomId).catch((e) => this.c.ctx.logger.warn('federation: subscription update failed', e));
@@ -355,6 +366,10 @@ export class FederationService implements FederationInbound, FederationHandlers 
   }
   publicRoomsPost(body: JsonObject): Promise<JsonObject> {
     return this.requireDirectory().servePost(body);
+  }
+  async hierarchy(origin: string, roomId: string, suggestedOnly: boolean): Promise<JsonObject> {
+    await this.acls.require(roomId, origin);
+    return this.spaces.serve(origin, roomId, suggestedOnly);
   }
   private requireDirectory(): FederationDirectory {
     if (!this.directory) throw unrecognized('This server does not publish a room directory');

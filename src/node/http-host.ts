@@ -1,24 +1,35 @@
 /**
- * Serves a web-standard `fetch(request) → Response` (the homeserver) over node:http: IncomingMessage → Request with
- * a streamed body and an AbortSignal that fires when the client disconnects (so long polls stop), Response →
- * ServerResponse streamed with backpressure, keep-alive, and a graceful close.
+ * Serves the homeserver over node:http, with an AbortSignal per request that fires when the client disconnects (so
+ * long polls stop), responses streamed with backpressure, keep-alive, and a graceful close.
  *
- * Small bodies (a declared Content-Length up to PRELOAD_MAX: every event, every JSON request) are read whole first
- * and handed to the router's `readBody` directly (request.ts `setHostBody`); the Request still exposes them as its
- * body. A web stream per request cost more than the rest of a small request together.
+ * Two ways in:
+ * - `handle` (the homeserver's `handle`, router.ts) for the paths it claims (`handlePaths`): the request goes in as
+ *   plain data — headers as an object, a small body (declared Content-Length up to PRELOAD_MAX: every event, every
+ *   JSON request) read whole, a larger or chunked one as a stream — and the answer comes back as plain data, written
+ *   with one writeHead/end. Building a WHATWG Request and reading a Response back cost more than the rest of a
+ *   small request together (undici objects, header lists, web streams).
+ * - `fetch` for everything else (the page's static files, the admin API): a web Request, a web Response.
  */
 import { createServer } from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ApiLogger } from '../api/errors.js';
-import { errorResponse, tooLarge, unknown } from '../api/errors.js';
-import { setHostBody } from '../api/request.js';
+import { asMatrixError, errorResponse, tooLarge, unknown } from '../api/errors.js';
+import type { BodySource } from '../api/request.js';
+import type { PlainRequest, PlainResponse } from '../api/router.js';
+import { errorPlain } from '../api/router.js';
 
 export interface ServeHttpInit {
   readonly host: string;
   /** 0 picks a free port; the returned `url` has the real one. */
   readonly port: number;
   fetch(request: Request): Promise<Response>;
+  /**
+   * Serves requests as plain data, without WHATWG Request/Response objects (the homeserver's `handle`). Used for
+   * requests whose path starts with one of `handlePaths` (default: every path); `fetch` gets the others.
+   */
+  handle?(request: PlainRequest): Promise<PlainResponse>;
+  readonly handlePaths?: readonly string[];
   /**
    * Hard cap on any request body, whatever the endpoint (default 100 MiB): a larger Content-Length is refused with
    * 413 before the homeserver sees the request, and a streamed body fails with 413 once it passes the cap.
@@ -52,17 +63,20 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+const HOST_HEADER = /^[A-Za-z0-9.\-:[\]]+$/;
+
 export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
   const maxBodyBytes = init.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const logger = init.logger;
-  const inflight = new Set<{ abort: AbortController; done: Promise<void> }>();
+  const handlePaths = init.handlePaths;
+  const inflight = new Set<{ abort: LazyAbort; done: Promise<void> }>();
   let closing = false;
   let origin = '';
 
   const server = createServer({ keepAlive: true }, (req, res) => {
-    const abort = new AbortController();
+    const abort = new LazyAbort();
     const entry = { abort, done: Promise.resolve() };
-    entry.done = handle(req, res, abort).catch((e: unknown) => {
+    entry.done = serve(req, res, abort).catch((e: unknown) => {
       logger?.error('http host: failed to answer a request', e);
       if (!res.headersSent) {
         res.statusCode = 500;
@@ -80,19 +94,39 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 70_000;
 
-  async function handle(req: IncomingMessage, res: ServerResponse, abort: AbortController): Promise<void> {
+  function claims(pathname: string): boolean {
+    if (init.handle === undefined) return false;
+    if (handlePaths === undefined) return true;
+    for (const p of handlePaths) if (pathname.startsWith(p)) return true;
+    return false;
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse, abort: LazyAbort): Promise<void> {
     // The client going away before the response is complete aborts the handler's signal.
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
     });
     const method = (req.method ?? 'GET').toUpperCase();
-    const declared = req.headers['content-length'];
+    // One pass over the raw headers; Node's own `req.headers` object is then never built.
+    const headers = headerRecord(req.rawHeaders);
+    const declared = headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBodyBytes) {
-      await writeResponse(req, res, errorResponse(tooLarge(`Request body exceeds ${maxBodyBytes} bytes`)), method, true);
+      writePlain(req, res, errorPlain(tooLarge(`Request body exceeds ${maxBodyBytes} bytes`)), method, true);
       return;
     }
+    let url: URL;
+    try {
+      // The Host header names the origin the client used (base URLs in responses); fall back to the bound address.
+      const host = headers.host;
+      url = new URL(req.url ?? '/', host && HOST_HEADER.test(host) ? `http://${host}` : origin);
+    } catch (e) {
+      logger?.debug?.('http host: unparseable request', e);
+      writePlain(req, res, errorPlain(unknown('Malformed request', 400)), method, true);
+      return;
+    }
+    const hasBody = method !== 'GET' && method !== 'HEAD';
     let bytes: Uint8Array | undefined;
-    if (method !== 'GET' && method !== 'HEAD' && declared !== undefined && Number(declared) <= PRELOAD_MAX) {
+    if (hasBody && declared !== undefined && Number(declared) <= PRELOAD_MAX) {
       try {
         bytes = await readWhole(req);
       } catch {
@@ -100,12 +134,34 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
         return;
       }
     }
+
+    if (claims(url.pathname)) {
+      const body: BodySource = !hasBody ? null : (bytes ?? bodyStream(req, maxBodyBytes));
+      const plain: PlainRequest = {
+        method,
+        url,
+        headers,
+        body,
+        get signal() {
+          return abort.signal;
+        },
+      };
+      let response: PlainResponse;
+      try {
+        response = await init.handle!(plain);
+      } catch (e) {
+        response = errorPlain(asMatrixError(e, logger));
+      }
+      await writeStreamable(req, res, response, method, closing);
+      return;
+    }
+
     let request: Request;
     try {
-      request = toRequest(req, method, abort.signal, maxBodyBytes, bytes);
+      request = toRequest(req, method, url, abort.signal, maxBodyBytes, bytes);
     } catch (e) {
       logger?.debug?.('http host: unparseable request', e);
-      await writeResponse(req, res, errorResponse(unknown('Malformed request', 400)), method, true);
+      writePlain(req, res, errorPlain(unknown('Malformed request', 400)), method, true);
       return;
     }
     let response: Response;
@@ -115,32 +171,6 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
       response = errorResponse(e, logger);
     }
     await writeResponse(req, res, response, method, closing);
-  }
-
-  function toRequest(req: IncomingMessage, method: string, signal: AbortSignal, max: number, bytes?: Uint8Array): Request {
-    const headers = new Headers();
-    const raw = req.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i];
-      if (name.startsWith(':') || HOP_BY_HOP.has(name.toLowerCase())) continue;
-      headers.append(name, raw[i + 1]);
-    }
-    // The Host header names the origin the client used (base URLs in responses); fall back to the bound address.
-    const host = req.headers.host;
-    const base = host && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? `http://${host}` : origin;
-    const url = new URL(req.url ?? '/', base);
-    const hasBody = method !== 'GET' && method !== 'HEAD';
-    const init: RequestInit & { duplex?: 'half' } = { method, headers };
-    if (hasBody && bytes === undefined) {
-      init.body = bodyStream(req, max);
-      init.duplex = 'half';
-    }
-    const request = new Request(url, init);
-    // Our signal as the request's own: given to the constructor, undici would follow it with a second signal (a
-    // listener and a finalization-registry entry per request).
-    Object.defineProperty(request, 'signal', { value: signal });
-    if (bytes !== undefined) attachBody(request, bytes);
-    return request;
   }
 
   const addr = await new Promise<AddressInfo>((resolve, reject) => {
@@ -179,6 +209,66 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
   };
 }
 
+/**
+ * A request's abort signal, made only when something asks for it: most requests (a send, a join) finish without
+ * anyone listening, and an AbortController per request showed in profiles. Aborting before it exists makes it
+ * born aborted.
+ */
+class LazyAbort {
+  private controller: AbortController | undefined;
+  private aborted = false;
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  abort(): void {
+    this.aborted = true;
+    this.controller?.abort();
+  }
+}
+
+/** Request headers as one object: lower-case names, a repeated header's values joined with ", " (as `Headers` does). */
+function headerRecord(raw: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (name.startsWith(':') || HOP_BY_HOP.has(name)) continue;
+    const value = raw[i + 1];
+    const had = headers[name];
+    headers[name] = had === undefined ? value : `${had}, ${value}`;
+  }
+  return headers;
+}
+
+function toRequest(req: IncomingMessage, method: string, url: URL, signal: AbortSignal, max: number, bytes?: Uint8Array): Request {
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.startsWith(':') || HOP_BY_HOP.has(name.toLowerCase())) continue;
+    headers.append(name, raw[i + 1]);
+  }
+  const init: RequestInit & { duplex?: 'half' } = { method, headers };
+  if (method !== 'GET' && method !== 'HEAD') {
+    if (bytes !== undefined) {
+      init.body = bytes as BodyInit;
+    } else {
+      init.body = bodyStream(req, max);
+      init.duplex = 'half';
+    }
+  }
+  const request = new Request(url, init);
+  // Our signal as the request's own: given to the constructor, undici would follow it with a second signal (a
+  // listener and a finalization-registry entry per request).
+  Object.defineProperty(request, 'signal', { value: signal });
+  return request;
+}
+
 /** The whole body of a request (one whose Content-Length is small). Rejects if the client goes away first. */
 function readWhole(req: IncomingMessage): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
@@ -189,30 +279,6 @@ function readWhole(req: IncomingMessage): Promise<Uint8Array> {
     req.once('close', () => {
       if (!req.complete) reject(new DOMException('Client disconnected', 'AbortError'));
     });
-  });
-}
-
-/**
- * Gives a body-less Request the body the host read: `readBody` takes the bytes directly; `body`, `arrayBuffer()`,
- * `text()`, `json()` and `blob()` still work for anything that reads the request itself.
- */
-function attachBody(request: Request, bytes: Uint8Array): void {
-  setHostBody(request, bytes);
-  let stream: ReadableStream<Uint8Array> | undefined;
-  const body = (): ReadableStream<Uint8Array> =>
-    (stream ??= new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (bytes.byteLength > 0) controller.enqueue(bytes);
-        controller.close();
-      },
-    }));
-  Object.defineProperties(request, {
-    body: { get: body },
-    bodyUsed: { get: () => stream?.locked ?? false },
-    arrayBuffer: { value: () => new Response(body()).arrayBuffer() },
-    text: { value: () => new Response(body()).text() },
-    json: { value: () => new Response(body()).json() },
-    blob: { value: () => new Response(body()).blob() },
   });
 }
 
@@ -272,6 +338,66 @@ function bodyStream(req: IncomingMessage, max: number): ReadableStream<Uint8Arra
   );
 }
 
+/** The response head as node:http takes it: hop-by-hop headers dropped, `Connection: close` where needed. */
+function responseHead(req: IncomingMessage, res: PlainResponse, forceClose: boolean): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in res.headers) {
+    if (HOP_BY_HOP.has(name)) continue;
+    out[name] = res.headers[name];
+  }
+  // A body left unread (refused as too large, or not needed) cannot be skipped on a kept-alive connection.
+  if (forceClose || !req.complete) out.connection = 'close';
+  return out;
+}
+
+/** Writes a response whose body is whole (or absent), with a Content-Length, in one writeHead/end. */
+function writePlain(req: IncomingMessage, res: ServerResponse, response: PlainResponse, method: string, forceClose: boolean): void {
+  if (res.destroyed) return;
+  const head = responseHead(req, response, forceClose);
+  const body = response.body;
+  let data: Buffer | Uint8Array | undefined;
+  // 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6); neither does an answer to HEAD here.
+  const bodyless = method === 'HEAD' || response.status === 204 || response.status === 304;
+  if (!bodyless && body !== null && !(body instanceof ReadableStream)) {
+    data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    head['content-length'] = data.byteLength;
+  } else if (!bodyless) {
+    head['content-length'] = 0;
+  }
+  if (response.statusText) res.writeHead(response.status, response.statusText, head);
+  else res.writeHead(response.status, head);
+  if (data !== undefined && data.byteLength > 0) res.end(data);
+  else res.end();
+}
+
+/** Writes a plain response: whole bodies at once, a stream chunk by chunk with backpressure. */
+async function writeStreamable(
+  req: IncomingMessage,
+  res: ServerResponse,
+  response: PlainResponse,
+  method: string,
+  forceClose: boolean,
+): Promise<void> {
+  const body = response.body;
+  if (!(body instanceof ReadableStream)) {
+    writePlain(req, res, response, method, forceClose);
+    return;
+  }
+  if (res.destroyed || method === 'HEAD') {
+    await body.cancel().catch(() => {});
+    if (!res.destroyed) writePlain(req, res, { ...response, body: null }, method, forceClose);
+    return;
+  }
+  const head = responseHead(req, response, forceClose);
+  await pump(res, body.getReader(), (first, rest) => {
+    // A body in one chunk is sent with a Content-Length; a longer one chunked.
+    if (!rest && response.status !== 204 && response.status !== 304) head['content-length'] = first?.byteLength ?? 0;
+    if (response.statusText) res.writeHead(response.status, response.statusText, head);
+    else res.writeHead(response.status, head);
+  });
+}
+
+/** A web Response (the `fetch` path): head from its headers, body streamed. */
 async function writeResponse(
   req: IncomingMessage,
   res: ServerResponse,
@@ -291,7 +417,6 @@ async function writeResponse(
   }
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) res.setHeader('Set-Cookie', cookies);
-  // A body left unread (refused as too large, or not needed) cannot be skipped on a kept-alive connection.
   if (forceClose || !req.complete) res.setHeader('Connection', 'close');
 
   if (method === 'HEAD' || response.body === null) {
@@ -299,19 +424,32 @@ async function writeResponse(
     res.end();
     return;
   }
-  const reader = response.body.getReader();
+  await pump(res, response.body.getReader(), () => {});
+}
+
+/**
+ * Copies a body stream to the socket. Reads two chunks before writing anything, so `writeHead(first, rest)` can
+ * send a one-chunk body (every JSON response) with a Content-Length instead of chunked.
+ */
+async function pump(
+  res: ServerResponse,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  writeHead: (first: Uint8Array | undefined, rest: boolean) => void,
+): Promise<void> {
   try {
     const first = await reader.read();
     if (first.done) {
+      writeHead(undefined, false);
       res.end();
       return;
     }
     const second = await reader.read();
     if (second.done) {
-      // A body in one chunk (every JSON response): sent with a Content-Length instead of chunked.
+      writeHead(first.value, false);
       res.end(first.value);
       return;
     }
+    writeHead(first.value, true);
     let chunk: Uint8Array = first.value;
     let next: ReadableStreamReadResult<Uint8Array> = second;
     for (;;) {

@@ -16,6 +16,7 @@ import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
+import { setFederationTrace } from '../federation/trace.js';
 import type { HearthLibp2p } from '../net/libp2p-transport.js';
 import type { Network, NetworkInit } from '../net/network.js';
 import { createNetwork } from '../net/network.js';
@@ -109,6 +110,10 @@ export interface NodeNetworkInit extends NodeLibp2pInit, Omit<NetworkInit, 'boot
  * Dials discovered LAN peers, since libp2p only records them.
  */
 export async function createNodeNetwork(init: NodeNetworkInit): Promise<Network> {
+  // Stage timestamps for bench/federation-sync.ts --trace, one stderr line each; off in normal runs.
+  if (process.env.HEARTH_FEDERATION_TRACE) {
+    setFederationTrace((eventId, stage, at) => process.stderr.write(`hearth-trace ${JSON.stringify([eventId, stage, at])}\n`));
+  }
   const node = await createNodeLibp2p(init);
   const network = createNetwork(node, { ...init, bootstrap: init.bootstrap ?? [] });
   if (init.mdns) {

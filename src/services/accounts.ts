@@ -632,7 +632,7 @@ export class AccountsService {
       if (name === undefined || name === d.displayName) return undefined;
       await tx.put(STORES.devices, [userId, deviceId], { ...d, displayName: name });
       // Device names are visible to other users through /keys/query, so their device lists changed.
-      return this.deviceListChanged(tx, userId);
+      return this.deviceListChanged(tx, userId, deviceId);
     });
     if (pos !== undefined) this.ctx.notifier.notify(pos);
   }
@@ -693,13 +693,16 @@ export class AccountsService {
       await tx.delete(STORES.devices, [userId, d.deviceId]);
       await tx.deleteRange(STORES.toDevice, { prefix: [userId, d.deviceId] });
     }
-    return this.deviceListChanged(tx, userId);
+    // One entry per device: other servers learn of each deletion (m.device_list_update `deleted`).
+    let pos = 0;
+    for (const d of devices) pos = await this.deviceListChanged(tx, userId, d.deviceId, true);
+    return pos;
   }
 
-  /** Records a device-list change of `userId` for /sync (`device_lists.changed`). */
-  private async deviceListChanged(tx: WriteTx, userId: string): Promise<number> {
+  /** Records a change of `userId`'s device `deviceId` for /sync (`device_lists.changed`) and federation. */
+  private async deviceListChanged(tx: WriteTx, userId: string, deviceId: string, deleted = false): Promise<number> {
     const pos = await allocatePosition(tx);
-    const entry: StreamEntry = { kind: 'device_list', userId };
+    const entry: StreamEntry = { kind: 'device_list', userId, deviceId, ...(deleted ? { deleted } : {}) };
     await tx.put(STORES.stream, [pos], entry);
     return pos;
   }
@@ -739,7 +742,7 @@ export class AccountsService {
       device.refreshTokens = [refresh];
     }
     await tx.put(STORES.devices, [userId, deviceId], device);
-    return existing ? undefined : this.deviceListChanged(tx, userId);
+    return existing ? undefined : this.deviceListChanged(tx, userId, deviceId);
   }
 
   private newTokens(refresh: boolean): IssuedTokens {

@@ -235,7 +235,7 @@ export class KeysService {
         }
         if (json) {
           await tx.put(STORES.e2eDeviceKeys, [userId, deviceId], { json } satisfies DeviceKeysRecord);
-          pos = await deviceListChanged(tx, userId);
+          pos = await deviceListChanged(tx, userId, deviceId);
         }
       }
 
@@ -657,13 +657,14 @@ export class KeysService {
     if (updates.length > 0) {
       const pos = await this.ctx.kv.write(async (tx) => {
         const changedUsers = new Set<string>();
+        const changedDevices = new Set<string>();
         for (const u of updates) {
           if (u.kind === 'device') {
             const rec = await tx.get<DeviceKeysRecord>(STORES.e2eDeviceKeys, [me, u.deviceId]);
             // Keys replaced since the check: the signature is about keys that are gone.
             if (!rec || !sameSignedContent(rec.json, u.signed)) continue;
             await tx.put(STORES.e2eDeviceKeys, [me, u.deviceId], { json: addSignatures(rec.json, me, { [u.signerKeyId]: u.signature }) });
-            changedUsers.add(me);
+            changedDevices.add(u.deviceId);
           } else if (u.kind === 'master') {
             const rec = await tx.get<CrossSigningKeyRecord>(STORES.e2eCrossSigningKeys, [me, 'master']);
             if (!rec || !sameSignedContent(rec.json, u.signed)) continue;
@@ -677,6 +678,7 @@ export class KeysService {
           }
         }
         let pos: number | undefined;
+        for (const d of changedDevices) pos = await deviceListChanged(tx, me, d);
         for (const u of changedUsers) pos = await deviceListChanged(tx, u);
         return pos;
       });
@@ -878,10 +880,13 @@ export class KeysService {
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 
-/** Records that `userId`'s keys changed, for /sync `device_lists.changed` and /keys/changes. */
-async function deviceListChanged(tx: WriteTx, userId: string): Promise<number> {
+/**
+ * Records that `userId`'s keys changed, for /sync `device_lists.changed`, /keys/changes and federation: the keys of
+ * device `deviceId`, or without it the user's cross-signing keys.
+ */
+async function deviceListChanged(tx: WriteTx, userId: string, deviceId?: string): Promise<number> {
   const pos = await allocatePosition(tx);
-  await tx.put(STORES.stream, [pos], { kind: 'device_list', userId } satisfies StreamEntry);
+  await tx.put(STORES.stream, [pos], { kind: 'device_list', userId, ...(deviceId !== undefined ? { deviceId } : {}) } satisfies StreamEntry);
   return pos;
 }
 

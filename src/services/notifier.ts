@@ -4,10 +4,13 @@
  * reused, survive restarts and are in commit order because writers are serialised). After the commit the service
  * calls `notifier.notify(pos)`, which wakes every waiting /sync at once; each re-checks what concerns it.
  */
-import type { WriteTx, ReadTx } from '../storage/kv.js';
+import type { Entry, WriteTx, ReadTx } from '../storage/kv.js';
+import type { StreamEntry } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 
 const POS_KEY = ['streamPos'] as const;
+/** Stream ranges at most this long are read as point reads (see `streamRange`). */
+const STREAM_POINT_READ_SPAN = 16;
 
 /** Takes the next stream position inside a write transaction. */
 export async function allocatePosition(tx: WriteTx): Promise<number> {
@@ -25,6 +28,24 @@ export async function reservePositions(tx: WriteTx, n: number): Promise<number> 
   const last = (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;
   await tx.put(STORES.server, POS_KEY, last + n);
   return last + 1;
+}
+
+/**
+ * The stream entries in (after, upTo], in order. A short range (a woken /sync's) is read as point reads of each
+ * position — stream keys are exactly [pos], and the rows just committed are in the backend's row cache — rather
+ * than through an iterator.
+ */
+export async function streamRange(tx: ReadTx, after: number, upTo: number): Promise<Array<Entry<StreamEntry>>> {
+  if (upTo - after > STREAM_POINT_READ_SPAN) return tx.range<StreamEntry>(STORES.stream, { gt: [after], lte: [upTo] });
+  if (upTo <= after) return [];
+  const keys: number[][] = [];
+  for (let p = after + 1; p <= upTo; p++) keys.push([p]);
+  const values = await tx.getMany<StreamEntry>(STORES.stream, keys);
+  const out: Array<Entry<StreamEntry>> = [];
+  values.forEach((v, i) => {
+    if (v !== undefined) out.push([keys[i], v]);
+  });
+  return out;
 }
 
 /** The last committed stream position. */

@@ -78,8 +78,23 @@ export async function sharingRoomIn(
   return out;
 }
 
+/** Local users whose presence record `PresenceService` remembers at most (then it starts over). */
+const KNOWN_LIMIT = 10_000;
+
 export class PresenceService {
+  /**
+   * The presence records of local users as last read or written here. Only this service writes a local user's
+   * record (federation stores only remote users' presence), so an entry stays true and `syncing` — run by every
+   * /sync request — needs no read transaction to decide that nothing changes.
+   */
+  private readonly known = new Map<string, PresenceRecord>();
+
   constructor(private readonly ctx: ServiceContext) {}
+
+  private remember(userId: string, rec: PresenceRecord): void {
+    if (this.known.size >= KNOWN_LIMIT && !this.known.has(userId)) this.known.clear();
+    this.known.set(userId, rec);
+  }
 
   /** PUT /presence/{userId}/status. You cannot set the presence of another user. */
   async setPresence(actor: string, userId: string, presence: PresenceState, statusMsg?: string): Promise<void> {
@@ -94,9 +109,10 @@ export class PresenceService {
       if (statusMsg !== undefined) rec.statusMsg = statusMsg;
       await tx.put(STORES.presence, [userId], rec);
       await tx.put(STORES.stream, [p], { kind: 'presence', userId } satisfies StreamEntry);
-      return p;
+      return { p, rec };
     });
-    this.ctx.notifier.notify(pos);
+    this.remember(userId, pos.rec);
+    this.ctx.notifier.notify(pos.p);
   }
 
   /** GET /presence/{userId}/status. */
@@ -120,11 +136,15 @@ export class PresenceService {
   async syncing(userId: string, setPresence: PresenceState): Promise<void> {
     if (setPresence === 'offline') return;
     const now = this.ctx.clock.now();
-    const old = await this.ctx.kv.read((tx) => tx.get<PresenceRecord>(STORES.presence, [userId]));
+    let old = this.known.get(userId);
+    if (old === undefined) {
+      old = await this.ctx.kv.read((tx) => tx.get<PresenceRecord>(STORES.presence, [userId]));
+      if (old !== undefined) this.remember(userId, old);
+    }
     const changes = old?.presence !== setPresence;
     const stale = setPresence === 'online' && (old === undefined || now - old.lastActiveTs >= ACTIVE_GRANULARITY_MS);
     if (!changes && !stale) return;
-    const pos = await this.ctx.kv.write(async (tx) => {
+    const written = await this.ctx.kv.write(async (tx) => {
       const cur = await tx.get<PresenceRecord>(STORES.presence, [userId]);
       const rec: PresenceRecord = {
         presence: setPresence,
@@ -139,9 +159,10 @@ export class PresenceService {
         await tx.put(STORES.stream, [rec.pos], { kind: 'presence', userId } satisfies StreamEntry);
       }
       await tx.put(STORES.presence, [userId], rec);
-      return announce ? rec.pos : undefined;
+      return { pos: announce ? rec.pos : undefined, rec };
     });
-    if (pos !== undefined) this.ctx.notifier.notify(pos);
+    this.remember(userId, written.rec);
+    if (written.pos !== undefined) this.ctx.notifier.notify(written.pos);
   }
 }
 

@@ -156,7 +156,23 @@ export class RoomHead {
   /** User records `SubmitOptions.users` asked for. */
   readonly users = new Map<string, UserRecord | undefined>();
 
-  constructor(readonly snap: HeadSnapshot) {}
+  /**
+   * @param snap what is known of the room; with `shared`, the cached snapshot itself, which is never changed in
+   * place — `ownSnapshot()` copies it before the first change.
+   */
+  constructor(
+    public snap: HeadSnapshot,
+    private shared = false,
+  ) {}
+
+  /** The snapshot, copied first if it is the cache's own (call before changing it). */
+  ownSnapshot(): HeadSnapshot {
+    if (this.shared) {
+      this.snap = copySnapshot(this.snap);
+      this.shared = false;
+    }
+    return this.snap;
+  }
 
   get room(): RoomRecord {
     return this.snap.room;
@@ -417,8 +433,11 @@ export class RoomsService {
    * room record and extremities; the events' state is applied here.
    */
   rememberHead(snap: HeadSnapshot, events: readonly Pdu[]): void {
-    const stateIds = new Map(snap.stateIds);
-    const knownKeys = snap.complete ? snap.knownKeys : new Set(snap.knownKeys);
+    // Cached snapshots are never changed in place (RoomHead copies before changing one): without state events the
+    // maps carry over as they are.
+    const changesState = events.some((e) => e.stateKey !== undefined);
+    const stateIds = changesState ? new Map(snap.stateIds) : snap.stateIds;
+    const knownKeys = snap.complete || !changesState ? snap.knownKeys : new Set(snap.knownKeys);
     for (const pdu of events) {
       if (pdu.stateKey !== undefined) {
         const k = stateKey(pdu.type, pdu.stateKey);
@@ -445,7 +464,8 @@ export class RoomsService {
     const users = [...new Set(opts.users ?? [])];
 
     if (cached && unknownKeys.length === 0 && events.length === 0 && users.length === 0 && !opts.check) {
-      const head = new RoomHead(copySnapshot(cached));
+      // The common case (a message into a warm room) changes nothing in the snapshot: no copy.
+      const head = new RoomHead(cached, true);
       if (!this.pdusFromCache(head, this.wantedPdus(head))) {
         await this.ctx.kv.read((tx) => this.loadPdus(tx, head, this.wantedPdus(head)));
       }
@@ -526,10 +546,11 @@ export class RoomsService {
       STORES.currentState,
       split.map(([t, k]) => [head.roomId, t, k]),
     );
+    const snap = head.ownSnapshot();
     keys.forEach((k, i) => {
-      head.snap.knownKeys.add(k);
+      snap.knownKeys.add(k);
       const id = ids[i];
-      if (id !== undefined) head.stateIds.set(k, id);
+      if (id !== undefined) snap.stateIds.set(k, id);
     });
     await this.loadPdus(
       tx,

@@ -71,7 +71,7 @@ import {
 } from './event-store.js';
 import { validateFilter } from './filters.js';
 import { oneTimeKeyStateIn } from './keys.js';
-import { currentPosition } from './notifier.js';
+import { currentPosition, streamRange } from './notifier.js';
 import type { PresenceState } from './presence.js';
 import type { TimelineRead } from './push-rules.js';
 import { PUSH_RULES_TYPE, PushRulesService } from './push-rules.js';
@@ -285,6 +285,8 @@ export class SyncService {
   readonly toDevice: ToDeviceService;
   /** Push rules: the m.push_rules account data and unread notification counts. */
   readonly pushRules: PushRulesService;
+  /** The highest stream position a compute has read from storage (undefined before the first). */
+  private storedPos?: number;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -328,6 +330,11 @@ export class SyncService {
     await this.presence.syncing(userId, req.setPresence);
     const deadline = performance.now() + req.timeout;
     let acknowledged = false;
+    // A long poll from the position everything is at (a client polling again right after a response): nothing can
+    // be new for it until the next commit, so wait for that before computing — the compute would find nothing.
+    if (req.timeout > 0 && !req.fullState && req.since !== undefined && req.since.toDevice === undefined && this.isLatest(req.since.pos)) {
+      await this.ctx.notifier.waitForChange(req.timeout, signal);
+    }
     for (;;) {
       const r = await this.compute(principal, req, filter);
       if (!acknowledged && r.ackToDevice !== undefined && principal.deviceId !== undefined) {
@@ -343,10 +350,20 @@ export class SyncService {
     }
   }
 
+  /**
+   * Whether `pos` is the last committed stream position. Every commit made by this process notifies (after it is
+   * durable), and those made before it started are at or below the highest position a compute has read, so a
+   * position at or above both has nothing after it (a commit not notified yet will wake the wait).
+   */
+  private isLatest(pos: number): boolean {
+    return this.storedPos !== undefined && pos === Math.max(this.storedPos, this.ctx.notifier.position);
+  }
+
   private compute(principal: Principal, req: SyncRequest, filter: SyncFilter): Promise<Computed> {
     const now = this.ctx.clock.now();
     return this.ctx.kv.read(async (tx) => {
       const pos = await currentPosition(tx);
+      this.storedPos = Math.max(this.storedPos ?? 0, pos);
       if (req.since && req.since.pos > pos) throw invalidParam('since', 'is not a sync token this server issued');
       return new SyncBuilder(tx, principal, req, filter, pos, now, this.pushRules, this.toDevice).build();
     });
@@ -436,7 +453,7 @@ class SyncBuilder {
     const deviceListUsers = new Set<string>();
     let toDeviceArrived = false;
     if (this.since !== undefined) {
-      const rows = await tx.range<StreamEntry>(STORES.stream, { gt: [this.since], lte: [this.pos] });
+      const rows = await streamRange(tx, this.since, this.pos);
       const roomOf = (roomId: string) => {
         let c = changes.get(roomId);
         if (!c) changes.set(roomId, (c = newRoomChanges()));

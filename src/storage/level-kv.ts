@@ -27,7 +27,10 @@
  * reads — then needs no LevelDB round trip (each is a hop to libuv's thread pool and back). A snapshot read uses an
  * entry only when it is at least as old as the snapshot, so it never sees a newer value than LevelDB would give it;
  * and not at all for the rows of a batch in flight when the snapshot was taken (LevelDB may already have applied
- * that batch, so the snapshot may hold its rows while the cache still has the older ones).
+ * that batch, so the snapshot may hold its rows while the cache still has the older ones). A snapshot read that
+ * misses fills the cache only while its snapshot is still the latest landed state (see `rememberRead`).
+ * Point reads that miss use classic-level's `getSync`: served from LevelDB's memtable and caches, it costs less
+ * than the round trip through the thread pool that the async `get` makes. Ranges still use async iterators.
  */
 import { ClassicLevel } from 'classic-level';
 import {
@@ -39,8 +42,8 @@ import {
 } from './kv.js';
 import type { Entry, Key, KeyPart, Kv, KvInit, NormalRange, ReadTx, StoredValue, WriteTx } from './kv.js';
 import { Mutex, Overlay, OverlayView, ReadTxImpl, WriteTxImpl } from './overlay.js';
-import type { ReadSource, SourceQuery, TxState } from './overlay.js';
-import { PREFIX_END, decodeKey, encodeKey } from './tuple-key.js';
+import type { ReadSource, SourceQuery, TxState, ValueCodec } from './overlay.js';
+import { decodeKey, encodeKey, encodeKeyAfter, encodePrefixEndAfter } from './tuple-key.js';
 
 export interface LevelKvInit extends KvInit {
   /** Merge queued write transactions into one sync batch (default true). False: one sync batch per write(). */
@@ -106,12 +109,8 @@ export function decodeValue(bytes: Uint8Array): StoredValue {
   }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
+/** Write transactions keep object values encoded from put on (overlay.ts): one serialisation per put. */
+const LEVEL_CODEC: ValueCodec = { encode: encodeValue, decode: decodeValue };
 
 function mapError(err: unknown): unknown {
   if (err instanceof StorageError || err instanceof TypeError) return err;
@@ -141,6 +140,8 @@ interface Queued {
 /** How much the row cache keeps (encoded bytes, and rows). */
 const ROW_CACHE_BYTES = 4 * 1024 * 1024;
 const ROW_CACHE_ROWS = 8192;
+/** Cache misses of one `getMany` read with `getSync` one by one; more go to LevelDB's async getMany in one hop. */
+const SYNC_GET_MAX = 32;
 
 /** A cached row: its encoded value (undefined: absent) and the commit that wrote it (or the latest before a read). */
 interface CachedRow {
@@ -199,7 +200,7 @@ export class LevelKv implements Kv {
   private readonly prefixes = new Map<string, Uint8Array>();
   private readonly mutex = new Mutex();
   /** Writes of transactions whose `fn` has returned but whose batch has not landed yet. */
-  private readonly pending = new Overlay();
+  private readonly pending = new Overlay(LEVEL_CODEC);
   private readonly pendingView: OverlayView;
   private readonly queue: Queued[] = [];
   /** Whether `flushLoop` is running (set and cleared synchronously with the queue check: no entry is missed). */
@@ -234,7 +235,7 @@ export class LevelKv implements Kv {
 
   /** @internal full LevelDB key of a row */
   rowKey(store: string, key: Key): Uint8Array {
-    return concat(this.prefixes.get(store)!, encodeKey(key));
+    return encodeKeyAfter(this.prefixes.get(store)!, key);
   }
 
   /** @internal decodes a row key back to the contract's key (without the store). */
@@ -248,10 +249,18 @@ export class LevelKv implements Kv {
   }
 
   /**
-   * @internal caches a row a write transaction read from LevelDB: with no write of it pending (the overlay answered
-   * otherwise), it is the latest landed value, so it holds for snapshots from commit `seq` (the last landed) on.
+   * @internal caches a row read from LevelDB when that is safe:
+   * - a write transaction's read (`snapshotSeq` undefined) found no write of the row pending (the overlay answered
+   *   otherwise), so it is the latest landed value: it holds for snapshots from commit `seq` (the last landed) on;
+   * - a snapshot read (taken when commit `snapshotSeq` was the last landed) holds the latest value only while no
+   *   commit has landed since and no batch in flight (then or now) writes the row. A commit landing later caches
+   *   its own, newer, value. This is what lets a row that is read often but rarely exists (a device's one-time-key
+   *   counts) stop costing a LevelDB read per /sync.
    */
-  rememberRead(id: string, value: Uint8Array | undefined, seq: number): void {
+  rememberRead(id: string, value: Uint8Array | undefined, seq: number, snapshotSeq?: number, dirty?: ReadonlySet<string>): void {
+    if (snapshotSeq !== undefined) {
+      if (snapshotSeq !== this.landedSeq || dirty?.has(id) || this.inFlight?.has(id)) return;
+    }
     this.cache.set(id, value, seq);
   }
 
@@ -266,8 +275,8 @@ export class LevelKv implements Kv {
     const out: { gt?: Uint8Array; gte?: Uint8Array; lt?: Uint8Array; lte?: Uint8Array } = {};
     if (r.lower) out[r.lower.open ? 'gt' : 'gte'] = this.rowKey(store, r.lower.key);
     else out.gte = prefix;
-    if (!r.upper) out.lt = concat(prefix, Uint8Array.of(PREFIX_END));
-    else if (r.upper.prefix) out.lt = concat(this.rowKey(store, r.upper.key), Uint8Array.of(PREFIX_END));
+    if (!r.upper) out.lt = encodePrefixEndAfter(prefix, []);
+    else if (r.upper.prefix) out.lt = encodePrefixEndAfter(prefix, r.upper.key);
     else out[r.upper.open ? 'lt' : 'lte'] = this.rowKey(store, r.upper.key);
     return out;
   }
@@ -317,7 +326,7 @@ export class LevelKv implements Kv {
     let result: T;
     try {
       const epoch = this.epoch;
-      const overlay = new Overlay();
+      const overlay = new Overlay(LEVEL_CODEC);
       const state: TxState = { active: true };
       try {
         result = await fn(new WriteTxImpl(this.pendingView, this.storeSet, state, overlay, true));
@@ -342,12 +351,13 @@ export class LevelKv implements Kv {
     const ops: BatchOp[] = [];
     const rows: Queued['rows'] = [];
     for (const [store, so] of overlay.stores) {
-      for (const e of so.entries.values()) {
+      // The overlay's map key is the key's keyId: the row-cache ID without serialising the key again.
+      for (const [kid, e] of so.entries) {
         const key = this.rowKey(store, e.key);
-        const value = e.value === undefined ? undefined : encodeValue(e.value, e.nestedBytes);
+        const value = e.value === undefined ? undefined : (e.encoded ?? encodeValue(e.value, e.nestedBytes));
         if (value === undefined) ops.push({ type: 'del', key });
         else ops.push({ type: 'put', key, value });
-        rows.push([rowId(store, e.key), value]);
+        rows.push([`${store}\u0000${kid}`, value]);
         this.pending.set(store, { ...e, seq });
       }
     }
@@ -370,7 +380,9 @@ export class LevelKv implements Kv {
         const ops = group.length === 1 ? group[0].ops : group.flatMap((g) => g.ops);
         try {
           if (ops.length > 0) {
-            this.inFlight = new Set(group.flatMap((g) => g.rows.map(([id]) => id)));
+            const ids = new Set<string>();
+            for (const g of group) for (const row of g.rows) ids.add(row[0]);
+            this.inFlight = ids;
             await this.writeBatch(ops);
           }
         } catch (err) {
@@ -440,15 +452,8 @@ class LevelSource implements ReadSource {
     const id = rowId(store, key);
     const hit = this.kv.cachedRow(id, this.maxSeq, this.dirty);
     if (hit) return hit.value === undefined ? undefined : decodeValue(hit.value);
-    // Only a write transaction's read (no snapshot: the latest landed value) may fill the cache.
-    const fillSeq = this.snapshot ? undefined : this.kv.landed;
-    try {
-      const v = await this.kv.database.get(this.kv.rowKey(store, key), this.opts);
-      if (fillSeq !== undefined) this.kv.rememberRead(id, v, fillSeq);
-      return v === undefined ? undefined : decodeValue(v);
-    } catch (err) {
-      throw mapError(err);
-    }
+    const v = this.readRow(store, key, id);
+    return v === undefined ? undefined : decodeValue(v);
   }
 
   async getMany(store: string, keys: readonly Key[]): Promise<Array<StoredValue | undefined>> {
@@ -465,14 +470,21 @@ class LevelSource implements ReadSource {
       }
     }
     if (missIdx.length === 0) return out;
-    const fillSeq = this.snapshot ? undefined : this.kv.landed;
+    if (missIdx.length <= SYNC_GET_MAX) {
+      for (let j = 0; j < missIdx.length; j++) {
+        const v = this.readRow(store, keys[missIdx[j]], missIds[j]);
+        out[missIdx[j]] = v === undefined ? undefined : decodeValue(v);
+      }
+      return out;
+    }
+    const fillSeq = this.kv.landed;
     try {
       const vs = await this.kv.database.getMany(
         missIdx.map((i) => this.kv.rowKey(store, keys[i])),
         this.opts,
       );
       vs.forEach((v, j) => {
-        if (fillSeq !== undefined) this.kv.rememberRead(missIds[j], v, fillSeq);
+        this.kv.rememberRead(missIds[j], v, fillSeq, this.snapshot !== undefined ? this.maxSeq : undefined, this.dirty);
         out[missIdx[j]] = v === undefined ? undefined : decodeValue(v);
       });
       return out;
@@ -481,14 +493,29 @@ class LevelSource implements ReadSource {
     }
   }
 
+  /**
+   * One row from LevelDB with `getSync`: a point lookup served from LevelDB's memtable and block cache costs a few
+   * microseconds, far less than a hop to libuv's thread pool and back (which is what the async `get` is).
+   */
+  private readRow(store: string, key: Key, id: string): Uint8Array | undefined {
+    let v: Uint8Array | undefined;
+    try {
+      v = this.kv.database.getSync(this.kv.rowKey(store, key), this.opts);
+    } catch (err) {
+      throw mapError(err);
+    }
+    this.kv.rememberRead(id, v, this.kv.landed, this.snapshot !== undefined ? this.maxSeq : undefined, this.dirty);
+    return v;
+  }
+
   async range(store: string, q: SourceQuery): Promise<Entry[]> {
     const options = { ...this.kv.bounds(store, q.range), reverse: q.reverse, limit: q.limit ?? -1, ...this.opts };
     try {
       if (q.keysOnly) {
-        const keys = await this.kv.database.keys(options).all();
+        const keys = await drain(this.kv.database.keys(options));
         return keys.map((k): Entry => [this.kv.userKey(store, k), null]);
       }
-      const rows = await this.kv.database.iterator(options).all();
+      const rows = await drain(this.kv.database.iterator(options));
       return rows.map(([k, v]): Entry => [this.kv.userKey(store, k), decodeValue(v)]);
     } catch (err) {
       throw mapError(err);
@@ -499,8 +526,8 @@ class LevelSource implements ReadSource {
     const it = this.kv.database.keys({ ...this.kv.bounds(store, range), ...this.opts });
     let n = 0;
     try {
-      for (;;) {
-        const chunk = await it.nextv(1024);
+      for (let size = FIRST_CHUNK; ; size = Math.min(size * 4, MAX_CHUNK)) {
+        const chunk = await it.nextv(size);
         if (chunk.length === 0) break;
         n += chunk.length;
       }
@@ -510,6 +537,29 @@ class LevelSource implements ReadSource {
       await it.close();
     }
     return n;
+  }
+}
+
+/** Entries asked of the first `nextv` of a range read, and the most asked of one (the size grows 4× per call). */
+const FIRST_CHUNK = 64;
+const MAX_CHUNK = 1024;
+
+/**
+ * Every entry of an iterator, then closes it. Not `iterator.all()`: each `nextv(size)` makes classic-level reserve
+ * room for `size` entries (64 bytes each) in native memory that stays until V8 collects the iterator — which V8,
+ * unaware of it, does late. all() asks for 1,000 every time (64 KiB per range read, ~20–70 MB of the server's peak
+ * RSS under `npm run bench`); most ranges hold a few rows, and a call returns at most ~16 KiB of data anyway.
+ */
+async function drain<T>(it: { nextv(size: number): Promise<T[]>; close(): Promise<void> }): Promise<T[]> {
+  const out: T[] = [];
+  try {
+    for (let size = FIRST_CHUNK; ; size = Math.min(size * 4, MAX_CHUNK)) {
+      const chunk = await it.nextv(size);
+      if (chunk.length === 0) return out;
+      for (const x of chunk) out.push(x);
+    }
+  } finally {
+    await it.close();
   }
 }
 

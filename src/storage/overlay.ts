@@ -60,6 +60,17 @@ export interface OverlayEntry {
   nestedBytes: boolean;
   /** Which commit wrote it (the LevelDB group-commit layer drops entries once their batch has landed). */
   seq: number;
+  /**
+   * The value as its backend's codec encoded it at put time (then `value` is null and reads decode this). The
+   * encoding is the copy a put must take anyway, so a LevelDB put serialises its value once, not twice.
+   */
+  encoded?: Uint8Array;
+}
+
+/** A backend's value encoding (LevelDB's bytes), used by an overlay to keep values encoded from put on. */
+export interface ValueCodec {
+  encode(value: StoredValue, nestedBytes: boolean): Uint8Array;
+  decode(bytes: Uint8Array): StoredValue;
 }
 
 class StoreOverlay {
@@ -76,6 +87,15 @@ class StoreOverlay {
 /** Buffered writes, per store. */
 export class Overlay {
   readonly stores = new Map<string, StoreOverlay>();
+
+  /** With a codec, puts keep their values encoded (see OverlayEntry.encoded). */
+  constructor(readonly codec?: ValueCodec) {}
+
+  /** A fresh copy of an entry's value (which must not be a deletion). */
+  valueOf(e: { value: StoredValue | undefined; encoded?: Uint8Array }): StoredValue {
+    if (e.encoded !== undefined && this.codec) return this.codec.decode(e.encoded);
+    return copyOut(e.value as StoredValue);
+  }
 
   private store(name: string): StoreOverlay {
     let s = this.stores.get(name);
@@ -98,7 +118,7 @@ export class Overlay {
   }
 
   /** The overlay's say on `key`: an entry (maybe a deletion), or undefined if the source decides. */
-  lookup(store: string, key: Key): { value: StoredValue | undefined } | undefined {
+  lookup(store: string, key: Key): { value: StoredValue | undefined; encoded?: Uint8Array } | undefined {
     const s = this.stores.get(store);
     if (!s) return undefined;
     const e = s.entries.get(keyId(key));
@@ -153,7 +173,7 @@ export class OverlayView implements ReadSource {
 
   async get(store: string, key: Key): Promise<StoredValue | undefined> {
     const hit = this.overlay.lookup(store, key);
-    if (hit) return hit.value === undefined ? undefined : copyOut(hit.value);
+    if (hit) return hit.value === undefined ? undefined : this.overlay.valueOf(hit);
     return this.base.get(store, key);
   }
 
@@ -164,7 +184,7 @@ export class OverlayView implements ReadSource {
     const missKeys: Key[] = [];
     keys.forEach((key, i) => {
       const hit = this.overlay.lookup(store, key);
-      if (hit) out[i] = hit.value === undefined ? undefined : copyOut(hit.value);
+      if (hit) out[i] = hit.value === undefined ? undefined : this.overlay.valueOf(hit);
       else {
         missIdx.push(i);
         missKeys.push(key);
@@ -186,7 +206,7 @@ export class OverlayView implements ReadSource {
     const out: Entry[] = [];
     let oi = 0;
     const emit = (e: OverlayEntry): void => {
-      if (e.value !== undefined) out.push([e.key.slice(), q.keysOnly ? null : copyOut(e.value)]);
+      if (e.value !== undefined) out.push([e.key.slice(), q.keysOnly ? null : this.overlay.valueOf(e)]);
     };
     let range = q.range;
     for (;;) {
@@ -295,6 +315,12 @@ export class WriteTxImpl extends ReadTxImpl implements WriteTx {
     assertKey(key);
     const { nestedBytes } = checkValue(value);
     // Copy now, as IndexedDB does at put time: later changes by the caller must not leak in.
+    const codec = this.overlay.codec;
+    if (codec && typeof value === 'object' && value !== null) {
+      const encoded = codec.encode(value as StoredValue, nestedBytes);
+      this.overlay.set(store, { key: [...key], value: null, nestedBytes, seq: 0, encoded });
+      return;
+    }
     const copy = (typeof value === 'object' && value !== null ? structuredClone(value) : value) as StoredValue;
     this.overlay.set(store, { key: [...key], value: copy, nestedBytes, seq: 0 });
   }

@@ -37,7 +37,8 @@ export interface EventRecord {
  * - account_data: `userId`'s account data `dataType` (room `roomId`, or global)
  * - receipt / typing: ephemeral change in `roomId`
  * - to_device: a message for `userId` / `deviceId`
- * - device_list: `userId`'s devices or keys changed
+ * - device_list: `userId`'s devices or keys changed: device `deviceId` (`deleted` when it was removed), or with no
+ *   `deviceId` their cross-signing keys (federation/edus.ts sends m.device_list_update / m.signing_key_update)
  * - presence: `userId`'s presence changed
  */
 export type StreamEntry =
@@ -46,7 +47,7 @@ export type StreamEntry =
   | { kind: 'receipt'; roomId: string }
   | { kind: 'typing'; roomId: string }
   | { kind: 'to_device'; userId: string; deviceId: string }
-  | { kind: 'device_list'; userId: string }
+  | { kind: 'device_list'; userId: string; deviceId?: string; deleted?: boolean }
   | { kind: 'presence'; userId: string };
 
 /** rooms: [roomId] → RoomRecord */

@@ -13,7 +13,9 @@ import type { Migration } from './migrations.js';
 export const STORES = {
   /** ['identity'] → { seed: Uint8Array } — the server's ed25519 seed (its name is its public key);
    *  ['streamPos'] → number — last allocated stream position; ['nextId', kind] → number;
-   *  ['history', roomId] → HistoryRecord — the gap kept below a remote join for backfill (federation/history.ts). */
+   *  ['history', roomId] → HistoryRecord — the gap kept below a remote join for backfill (federation/history.ts);
+   *  ['deviceListPrev', userId] → number — stream_id of a local user's last m.device_list_update;
+   *  ['remoteDeviceList', userId] → number — the last stream_id received for a remote user (federation/edus.ts). */
   server: 'server',
   /** [userId] → UserRecord */
   users: 'users',

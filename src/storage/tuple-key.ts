@@ -24,54 +24,84 @@ const STRING_TAG = 0x20;
 /** A byte greater than every tag: `encodeKey(p) + PREFIX_END` bounds the extensions of `p` from above. */
 export const PREFIX_END = 0xff;
 
+/** Grown as needed; keys are encoded into it, then copied out at their exact length. */
+let scratch = new Uint8Array(256);
+
 /** Encodes a key tuple (assumed valid: see `assertKey`). */
 export function encodeKey(key: Key): Uint8Array {
-  const out: number[] = [];
-  appendKey(out, key);
-  return Uint8Array.from(out);
+  const n = appendKey(key, undefined, false);
+  return scratch.slice(0, n); // read `scratch` after appendKey: it may have grown it
 }
 
 /** Encodes `key` followed by one byte greater than any tag: an exclusive upper bound for keys extending `key`. */
 export function encodePrefixEnd(key: Key): Uint8Array {
-  const out: number[] = [];
-  appendKey(out, key);
-  out.push(PREFIX_END);
-  return Uint8Array.from(out);
+  const n = appendKey(key, undefined, true);
+  return scratch.slice(0, n);
 }
 
-function appendKey(out: number[], key: Key): void {
-  for (const part of key) {
-    if (typeof part === 'number') appendNumber(out, part);
-    else appendString(out, part);
+/** `prefix` (already encoded bytes) followed by the encoding of `key`, in one allocation. */
+export function encodeKeyAfter(prefix: Uint8Array, key: Key): Uint8Array {
+  const n = appendKey(key, prefix, false);
+  return scratch.slice(0, n);
+}
+
+/** `encodeKeyAfter` then PREFIX_END: the exclusive upper bound of the keys extending `prefix` + `key`. */
+export function encodePrefixEndAfter(prefix: Uint8Array, key: Key): Uint8Array {
+  const n = appendKey(key, prefix, true);
+  return scratch.slice(0, n);
+}
+
+/** Writes `prefix`, `key` (and PREFIX_END) into `scratch`; returns the length. */
+function appendKey(key: Key, prefix: Uint8Array | undefined, end: boolean): number {
+  // At most 8 bytes a number, 3 a UTF-16 unit plus tag and terminator a string.
+  let max = (prefix?.length ?? 0) + 1;
+  for (const part of key) max += typeof part === 'number' ? 8 : part.length * 3 + 2;
+  if (max > scratch.length) scratch = new Uint8Array(Math.max(max, scratch.length * 2));
+  const out = scratch;
+  let i = 0;
+  if (prefix) {
+    out.set(prefix, 0);
+    i = prefix.length;
   }
+  for (const part of key) {
+    if (typeof part === 'number') i = writeNumber(out, i, part);
+    else i = writeString(out, i, part);
+  }
+  if (end) out[i++] = PREFIX_END;
+  return i;
 }
 
-function appendNumber(out: number[], n: number): void {
-  // Bytes of n, least significant first; `n / 256` with Math.floor stays exact below 2^53.
-  const bytes: number[] = [];
+function writeNumber(out: Uint8Array, i: number, n: number): number {
+  // L = the number of bytes of n; `/ 256` with Math.floor stays exact below 2^53.
+  let len = 0;
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) len++;
+  out[i] = NUMBER_TAG + len;
   let rest = n;
-  while (rest > 0) {
-    bytes.push(rest % 256);
+  for (let j = len; j >= 1; j--) {
+    out[i + j] = rest % 256;
     rest = Math.floor(rest / 256);
   }
-  out.push(NUMBER_TAG + bytes.length);
-  for (let i = bytes.length - 1; i >= 0; i--) out.push(bytes[i]);
+  return i + 1 + len;
 }
 
-function appendString(out: number[], s: string): void {
-  out.push(STRING_TAG);
-  for (let i = 0; i < s.length; i++) {
-    const u = s.charCodeAt(i);
+function writeString(out: Uint8Array, i: number, s: string): number {
+  out[i++] = STRING_TAG;
+  for (let k = 0; k < s.length; k++) {
+    const u = s.charCodeAt(k);
     if (u <= 0x7e) {
-      out.push(u + 1);
+      out[i++] = u + 1;
     } else if (u <= 0x407e) {
       const v = u - 0x7f;
-      out.push(0x80 | (v >> 8), v & 0xff);
+      out[i++] = 0x80 | (v >> 8);
+      out[i++] = v & 0xff;
     } else {
-      out.push(0xc0, u >> 8, u & 0xff);
+      out[i++] = 0xc0;
+      out[i++] = u >> 8;
+      out[i++] = u & 0xff;
     }
   }
-  out.push(0x00);
+  out[i++] = 0x00;
+  return i;
 }
 
 /** Decodes bytes made by `encodeKey` (from `offset` to the end). Throws a TypeError on malformed input. */

@@ -513,7 +513,7 @@ describe('devices', () => {
     const hs = await newHomeserver();
     const zed = await newUser(hs, 'zed');
     const entries = await hs.services.ctx.kv.read((tx) => tx.range(STORES.stream));
-    expect(entries.map(([, e]) => e)).toContainEqual({ kind: 'device_list', userId: zed.userId });
+    expect(entries.map(([, e]) => e)).toContainEqual({ kind: 'device_list', userId: zed.userId, deviceId: zed.deviceId });
   });
 });
 

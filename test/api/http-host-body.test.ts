@@ -2,9 +2,10 @@
  * The Node host reads small bodies whole before the homeserver sees the request (http-host.ts PRELOAD_MAX): the
  * router's readBody gets the bytes directly, and the Request still behaves as one with that body for anything that
  * reads it itself; its signal still fires on disconnect; a client that leaves mid-body never reaches the homeserver.
+ * The same holds for the plain-data entry (`handle`) that `hearth serve` uses for Matrix paths.
  */
 import { request as httpRequest } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { defineEndpoint } from '../../src/api/endpoint.js';
 import { createRouter } from '../../src/api/router.js';
 import { serveHttp } from '../../src/node/http-host.js';
@@ -114,5 +115,63 @@ describe('small request bodies', () => {
     const res = await fetch(`${url}/after`, { method: 'PUT', body: '{}' });
     expect(res.status).toBe(200);
     expect(calls).toBe(1);
+  });
+});
+
+describe('small request bodies through handle (plain data)', () => {
+  it('reach the router as bytes: JSON parsed, too large refused, bad JSON refused, ctx.request still readable', async () => {
+    const seen: unknown[] = [];
+    const router = createRouter(
+      { authenticate: async () => ({ userId: '@a:example.org' }) },
+      {
+        endpoints: [
+          defineEndpoint({
+            method: 'POST',
+            path: '/_matrix/client/v3/echo',
+            auth: 'none',
+            operationId: 'echoTest',
+            maxBodyBytes: 100,
+            handler: async ({ body, request }) => {
+              seen.push(await request.json());
+              return { got: body };
+            },
+          }),
+        ],
+      },
+    );
+    const handle = vi.fn(router.handle);
+    host = await serveHttp({ host: '127.0.0.1', port: 0, fetch: () => Promise.reject(new Error('not here')), handle, closeGraceMs: 2000 });
+    const { url } = host;
+    const ok = await fetch(`${url}/_matrix/client/v3/echo`, { method: 'POST', body: JSON.stringify({ a: [1, 'ü'] }) });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ got: { a: [1, 'ü'] } });
+    expect(seen).toEqual([{ a: [1, 'ü'] }]);
+    expect(handle.mock.calls[0][0].body).toBeInstanceOf(Uint8Array); // read whole by the host, no stream
+    const big = await fetch(`${url}/_matrix/client/v3/echo`, { method: 'POST', body: JSON.stringify({ a: 'x'.repeat(200) }) });
+    expect(big.status).toBe(413);
+    expect((await big.json()).errcode).toBe('M_TOO_LARGE');
+    const bad = await fetch(`${url}/_matrix/client/v3/echo`, { method: 'POST', body: '{not json' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errcode).toBe('M_NOT_JSON');
+  });
+
+  it('a client that leaves mid-body never reaches the homeserver', async () => {
+    const handle = vi.fn(async () => ({ status: 200, headers: {}, body: '{}' }));
+    host = await serveHttp({ host: '127.0.0.1', port: 0, fetch: () => Promise.reject(new Error('not here')), handle, closeGraceMs: 2000 });
+    const { url } = host;
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${url}/partial`, { method: 'PUT', headers: { 'content-length': '100' } });
+      req.on('error', () => resolve());
+      req.write('{"half":');
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 100);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(handle).not.toHaveBeenCalled();
+    const res = await fetch(`${url}/after`, { method: 'PUT', body: '{}' });
+    expect(res.status).toBe(200);
+    expect(handle).toHaveBeenCalledTimes(1);
   });
 });

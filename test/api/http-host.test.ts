@@ -1,11 +1,12 @@
 import { request as httpRequest, Agent } from 'node:http';
 import type { IncomingMessage } from 'node:http';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { versionsEndpoint } from '../../src/api/client/versions.js';
 import type { AnyEndpoint } from '../../src/api/endpoint.js';
 import { defineEndpoint } from '../../src/api/endpoint.js';
 import { unknownToken } from '../../src/api/errors.js';
 import { createRouter } from '../../src/api/router.js';
+import type { Router } from '../../src/api/router.js';
 import { serveHttp } from '../../src/node/http-host.js';
 import type { HttpHost } from '../../src/node/http-host.js';
 
@@ -27,8 +28,23 @@ function homeserver(extra: AnyEndpoint[] = []) {
   );
 }
 
-async function start(fetch: (r: Request) => Promise<Response>, maxBodyBytes?: number): Promise<HttpHost> {
-  host = await serveHttp({ host: '127.0.0.1', port: 0, fetch, maxBodyBytes, closeGraceMs: 2000 });
+type Entry = Pick<Router, 'fetch' | 'handle'>;
+/** Which of the homeserver's entries the host calls: the web `fetch`, or `handle` (plain data, as `hearth serve`). */
+let mode: 'fetch' | 'handle' = 'fetch';
+
+async function start(hs: Entry, maxBodyBytes?: number): Promise<HttpHost> {
+  host =
+    mode === 'fetch'
+      ? await serveHttp({ host: '127.0.0.1', port: 0, fetch: hs.fetch, maxBodyBytes, closeGraceMs: 2000 })
+      : await serveHttp({
+          host: '127.0.0.1',
+          port: 0,
+          fetch: () => Promise.reject(new Error('fetch must not be called for a path handle claims')),
+          handle: hs.handle,
+          handlePaths: ['/_matrix/'],
+          maxBodyBytes,
+          closeGraceMs: 2000,
+        });
   return host;
 }
 
@@ -51,9 +67,13 @@ function raw(
   });
 }
 
-describe('Node HTTP host (real loopback HTTP)', () => {
+describe.each(['fetch', 'handle'] as const)('Node HTTP host (real loopback HTTP), homeserver entry: %s', (entry) => {
+  beforeEach(() => {
+    mode = entry;
+  });
+
   it('serves /_matrix/client/versions', async () => {
-    const { url } = await start(homeserver().fetch);
+    const { url } = await start(homeserver());
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const res = await fetch(`${url}/_matrix/client/versions`);
     expect(res.status).toBe(200);
@@ -64,7 +84,7 @@ describe('Node HTTP host (real loopback HTTP)', () => {
   });
 
   it('answers an unknown path with 404 M_UNRECOGNIZED and a preflight with the CORS headers', async () => {
-    const { url } = await start(homeserver().fetch);
+    const { url } = await start(homeserver());
     const res = await fetch(`${url}/_matrix/client/v3/not/a/thing`);
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ errcode: 'M_UNRECOGNIZED' });
@@ -86,7 +106,7 @@ describe('Node HTTP host (real loopback HTTP)', () => {
         return { size: bytes.byteLength, sum, type: request.headers.get('content-type'), filename: query.get('filename'), user: principal.userId };
       },
     });
-    const { url } = await start(homeserver([upload]).fetch);
+    const { url } = await start(homeserver([upload]));
     const data = new Uint8Array(1024 * 1024 + 7).map((_, i) => i % 251);
     let expected = 0;
     for (const b of data) expected = (expected + b) % 65521;
@@ -99,8 +119,10 @@ describe('Node HTTP host (real loopback HTTP)', () => {
   });
 
   it('refuses a body over the host cap with 413 from its Content-Length, without calling the homeserver', async () => {
-    const fetchSpy = vi.fn(homeserver().fetch);
-    const { url } = await start(fetchSpy, 1024);
+    const hs = homeserver();
+    const fetchSpy = vi.fn(hs.fetch);
+    const handleSpy = vi.fn(hs.handle);
+    const { url } = await start({ fetch: fetchSpy, handle: handleSpy }, 1024);
     const { res, body } = await raw(`${url}/_matrix/client/v3/createRoom`, {
       method: 'POST',
       headers: { 'Content-Length': String(10 * 1024 * 1024), Authorization: 'Bearer alice' },
@@ -109,11 +131,12 @@ describe('Node HTTP host (real loopback HTTP)', () => {
     expect(JSON.parse(body)).toMatchObject({ errcode: 'M_TOO_LARGE' });
     expect(res.headers.connection).toBe('close');
     expect(fetchSpy).not.toHaveBeenCalled();
+    expect(handleSpy).not.toHaveBeenCalled();
   });
 
   it('refuses an oversized JSON body with 413 M_TOO_LARGE (router limit, chunked upload, not read to the end)', async () => {
     const createRoom = defineEndpoint({ method: 'POST', path: '/_matrix/client/v3/createRoom', auth: 'accessToken', operationId: 'createRoom', handler: () => ({ room_id: '!r:x' }) });
-    const { url } = await start(homeserver([createRoom]).fetch);
+    const { url } = await start(homeserver([createRoom]));
     let written = 0;
     const { res, body } = await raw(`${url}/_matrix/client/v3/createRoom`, {
       method: 'POST',
@@ -149,7 +172,7 @@ describe('Node HTTP host (real loopback HTTP)', () => {
       operationId: 'uploadContent',
       handler: async ({ readBody }) => ({ size: (await readBody()).byteLength }),
     });
-    const { url } = await start(homeserver([upload]).fetch, 100 * 1024);
+    const { url } = await start(homeserver([upload]), 100 * 1024);
     const { res, body } = await raw(`${url}/_matrix/media/v3/upload`, {
       method: 'POST',
       headers: { Authorization: 'Bearer alice', 'Transfer-Encoding': 'chunked' },
@@ -185,7 +208,7 @@ describe('Node HTTP host (real loopback HTTP)', () => {
         return { next_batch: 's' };
       },
     });
-    const { url } = await start(homeserver([sync]).fetch);
+    const { url } = await start(homeserver([sync]));
     const req = httpRequest(`${url}/_matrix/client/v3/sync?timeout=30000`, { headers: { Authorization: 'Bearer alice' } });
     req.on('error', () => {});
     req.end();
@@ -193,6 +216,35 @@ describe('Node HTTP host (real loopback HTTP)', () => {
     req.destroy();
     await vi.waitFor(() => expect(abortedAfterMs).toBeDefined(), { timeout: 5000 });
     expect(abortedAfterMs!).toBeLessThan(5000);
+  });
+
+  it('gives a handler that asks for the signal only after the client left an already-aborted one', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const startedP = new Promise<void>((r) => (started = r));
+    let seen: boolean | undefined;
+    const late = defineEndpoint({
+      method: 'GET',
+      path: '/_matrix/test/late',
+      auth: 'none',
+      operationId: 'testLate',
+      async handler(ctx) {
+        started();
+        await released;
+        seen = ctx.signal.aborted;
+        return {};
+      },
+    });
+    const { url } = await start(homeserver([late]));
+    const req = httpRequest(`${url}/_matrix/test/late`);
+    req.on('error', () => {});
+    req.end();
+    await startedP;
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await vi.waitFor(() => expect(seen).toBe(true), { timeout: 5000 });
   });
 
   it('streams a response body chunk by chunk', async () => {
@@ -213,14 +265,98 @@ describe('Node HTTP host (real loopback HTTP)', () => {
         return new Response(body, { headers: { 'Content-Type': 'text/plain' } });
       },
     });
-    const { url } = await start(homeserver([stream]).fetch);
+    const { url } = await start(homeserver([stream]));
     const res = await fetch(`${url}/_matrix/test/stream`);
     expect(res.headers.get('transfer-encoding')).toBe('chunked');
     expect(await res.text()).toBe('part0;part1;part2;part3;part4;');
   });
 
+  it('answers HEAD without a body, a wrong method with 405 and Allow, and joins repeated headers', async () => {
+    const echo = defineEndpoint({
+      method: 'GET',
+      path: '/_matrix/test/headers',
+      auth: 'none',
+      operationId: 'testHeaders',
+      handler: ({ request }) => ({ x: request.headers.get('x-test'), host: request.headers.has('connection') }),
+    });
+    const { url } = await start(homeserver([echo]));
+    const head = await raw(`${url}/_matrix/client/versions`, { method: 'HEAD' });
+    expect(head.res.statusCode).toBe(200);
+    expect(head.body).toBe('');
+    expect(head.res.headers['access-control-allow-origin']).toBe('*');
+    const wrong = await fetch(`${url}/_matrix/client/versions`, { method: 'DELETE' });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
+    expect(await wrong.json()).toMatchObject({ errcode: 'M_UNRECOGNIZED' });
+    const echoed = await new Promise<string>((resolve, reject) => {
+      const req = httpRequest(`${url}/_matrix/test/headers`, { headers: ['Host', new URL(url).host, 'X-Test', 'a', 'X-Test', 'b'] as unknown as Record<string, string> }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // Hop-by-hop headers (Connection) never reach the homeserver.
+    expect(JSON.parse(echoed)).toEqual({ x: 'a, b', host: false });
+  });
+
+  it("passes a handler's own Response through: status, text, several Set-Cookie headers", async () => {
+    const custom = defineEndpoint({
+      method: 'POST',
+      path: '/_matrix/test/custom',
+      auth: 'none',
+      operationId: 'testCustom',
+      handler: ({ body }) => {
+        const headers = new Headers({ 'Content-Type': 'text/plain', 'X-Custom': 'yes' });
+        headers.append('Set-Cookie', 'a=1');
+        headers.append('Set-Cookie', 'b=2');
+        return new Response(`got ${JSON.stringify(body)}`, { status: 202, statusText: 'Taken', headers });
+      },
+    });
+    const { url } = await start(homeserver([custom]));
+    // A truncated JSON text: 400 M_NOT_JSON before the handler runs.
+    const { res, body } = await raw(`${url}/_matrix/test/custom`, { method: 'POST' }, (req) => req.end('{"k":"v"'));
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(body)).toMatchObject({ errcode: 'M_NOT_JSON' });
+    const ok = await raw(`${url}/_matrix/test/custom`, { method: 'POST' }, (req) => req.end('{"k":"v"}'));
+    expect(ok.res.statusCode).toBe(202);
+    expect(ok.res.statusMessage).toBe('Taken');
+    expect(ok.res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    expect(ok.res.headers['x-custom']).toBe('yes');
+    expect(ok.res.headers['access-control-allow-origin']).toBe('*');
+    expect(ok.res.headers['content-length']).toBe(String(ok.body.length));
+    expect(ok.body).toBe('got {"k":"v"}');
+  });
+
+  it("gives a binary endpoint the request's own body stream when it reads ctx.request.body", async () => {
+    const upload = defineEndpoint({
+      method: 'POST',
+      path: '/_matrix/media/v3/upload',
+      auth: 'none',
+      operationId: 'uploadContent',
+      async handler({ request, readBody }) {
+        let n = 0;
+        const reader = request.body!.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          n += value.byteLength;
+        }
+        // The stream went to the Request: reading it again through readBody finds it used up.
+        const again = await readBody().then((b) => b.byteLength, (e: Error) => e.name);
+        return { n, again: typeof again === 'number' ? 'bytes' : 'error' };
+      },
+    });
+    const { url } = await start(homeserver([upload]));
+    const data = new Uint8Array(200 * 1024).fill(3);
+    const res = await fetch(`${url}/_matrix/media/v3/upload`, { method: 'POST', body: data });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ n: data.byteLength });
+  });
+
   it('keeps connections alive between requests', async () => {
-    const { url } = await start(homeserver().fetch);
+    const { url } = await start(homeserver());
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       const a = await raw(`${url}/_matrix/client/versions`, { agent });
@@ -246,7 +382,7 @@ describe('Node HTTP host (real loopback HTTP)', () => {
         return { next_batch: 'closing' };
       },
     });
-    const h = await start(homeserver([sync]).fetch);
+    const h = await start(homeserver([sync]));
     const pending = fetch(`${h.url}/_matrix/client/v3/sync`, { headers: { Authorization: 'Bearer alice' } });
     await startedP;
     const t0 = Date.now();

@@ -114,6 +114,78 @@ describe('browser ↔ Node', () => {
   });
 });
 
+describe('gossip first, /send only to the servers it missed', () => {
+  it('a browser’s message reaches the Node peer once, by gossip, with no /send to it', async () => {
+    const { page, serverName } = await openPeer();
+    await expect.poll(async () => (await peersOf(page)).some((p) => p.serverName === app.serverName), WAIT).toBe(true);
+    const nodePeerId = ((await (await fetch(`${app.url}/_hearth/bootstrap`)).json()) as { multiaddrs: string[] }).multiaddrs[0].split('/p2p/').pop()!;
+
+    // Every federation request the worker makes goes through the leader's `request`: record them there.
+    await page.evaluate(() => {
+      const host = (globalThis as any).hearthNetwork.host;
+      const seen: Array<{ destination: string; method: string; path: string; body: string }> = [];
+      (globalThis as any).federationRequests = seen;
+      const original = host.request.bind(host);
+      host.request = (destination: string, req: { method: string; path: string; body?: unknown }, timeoutMs?: number) => {
+        seen.push({ destination, method: req.method, path: req.path, body: JSON.stringify(req.body ?? null) });
+        return original(destination, req, timeoutMs);
+      };
+    });
+    const sentToNode = () =>
+      page.evaluate((dest) => ((globalThis as any).federationRequests as any[]).filter((r) => r.destination === dest), app.serverName);
+
+    const bob = await registerUser(page, 'bob');
+    const reg = await fetch(`${app.url}/_matrix/client/v3/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'nina', password: 'correct horse battery', auth: { type: 'm.login.dummy' } }),
+    });
+    const nina = (await reg.json()) as { access_token: string; user_id: string };
+    const created = await api(page, 'POST', '/_matrix/client/v3/createRoom', { preset: 'private_chat', invite: [nina.user_id] }, bob.token);
+    expect(created.status).toBe(200);
+    const roomId = created.body.room_id as string;
+    // The recorder sees the worker's requests: the invite went to the Node peer through it.
+    expect((await sentToNode()).some((r) => r.method === 'PUT' && r.path.includes('/invite/'))).toBe(true);
+
+    const node = (method: string, path: string, body?: unknown) =>
+      fetch(`${app.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${nina.access_token}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    await expect.poll(async () => (await node('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {})).status, WAIT).toBe(200);
+
+    // Gossip reaches the Node peer directly once the browser's gossipsub knows it follows the room's topic.
+    await expect
+      .poll(
+        () =>
+          page.evaluate(
+            (topic) => ((globalThis as any).hearthNetwork.host.libp2p.services.pubsub.getSubscribers(topic) as unknown[]).map(String),
+            `/hearth/room/${roomId}`,
+          ),
+        WAIT,
+      )
+      .toContain(nodePeerId);
+
+    const text = `once by gossip ${crypto.randomUUID()}`;
+    const sent = await api(page, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${crypto.randomUUID()}`, { msgtype: 'm.text', body: text }, bob.token);
+    expect(sent.status).toBe(200);
+    const eventId = sent.body.event_id as string;
+    await expect
+      .poll(async () => {
+        const r = await node('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/event/${encodeURIComponent(eventId)}`);
+        return r.status === 200 ? ((await r.json()) as { content: { body?: string } }).content.body : r.status;
+      }, WAIT)
+      .toBe(text);
+    // Any /send would have been queued as soon as the publish answered; give it time to go out before counting.
+    await page.waitForTimeout(2000);
+    const sends = (await sentToNode()).filter((r) => r.path.startsWith('/_matrix/federation/v1/send/'));
+    expect(sends.filter((r) => r.body.includes(text))).toEqual([]);
+    expect(serverName).not.toBe(app.serverName);
+    await page.context().close();
+  });
+});
+
 describe('browser ↔ browser', () => {
   it('two browsers connect through the relay, the link becomes direct WebRTC, and requests flow', async () => {
     const [a, b] = await Promise.all([openPeer(), openPeer()]);

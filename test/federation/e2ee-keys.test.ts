@@ -13,9 +13,9 @@ import type { Homeserver } from '../../src/homeserver.js';
 import { call } from '../helpers/homeserver.js';
 import { enc, newPublicRoom } from '../helpers/rooms.js';
 import type { TestUser } from '../helpers/users.js';
-import { newUser } from '../helpers/users.js';
+import { login, newUser } from '../helpers/users.js';
 import type { Federation } from '../helpers/federation.js';
-import { newFederation, SyncView } from '../helpers/federation.js';
+import { newFederation, SyncView, waitFor } from '../helpers/federation.js';
 
 const C = '/_matrix/client/v3';
 const F = '/_matrix/federation/v1';
@@ -39,7 +39,7 @@ async function uploadKeys(hs: Homeserver, user: TestUser, otks: JsonObject): Pro
   return signed;
 }
 
-function fedCall(hs: Homeserver, origin: string, method: 'GET' | 'POST', path: string, body?: JsonObject) {
+function fedCall(hs: Homeserver, origin: string, method: 'GET' | 'POST' | 'PUT', path: string, body?: JsonObject) {
   return hs.federation.handleRequest(origin, { method, path, body }) as Promise<{ status: number; body: any }>;
 }
 
@@ -111,6 +111,87 @@ describe('E2EE keys over federation', () => {
     await va.until(() => va.deviceListsChanged.has(bob.userId), 5000, 'device list change');
     const q = await call(a, 'POST', `${C}/keys/query`, { device_keys: { [bob.userId]: [bob.deviceId] } }, alice.accessToken);
     expect(q.body.device_keys[bob.userId][bob.deviceId].keys).toEqual(newBobKeys.keys);
+  });
+
+  test('a new device on B reaches A as m.device_list_update with its ID and keys, chained by prev_id; its deletion too', async () => {
+    const bea = await newUser(b, 'bea', { password: 'correct horse' });
+    const room = await newPublicRoom(a, alice);
+    expect((await call(b, 'POST', `${C}/join/${enc(room)}?via=${enc(a.serverName)}`, {}, bea.accessToken)).status).toBe(200);
+    await fed.settle();
+    const from = (await call(a, 'GET', `${C}/sync?timeout=0`, undefined, alice.accessToken)).body.next_batch as string;
+    const changedSince = async (since: string) => {
+      const to = (await call(a, 'GET', `${C}/sync?timeout=0`, undefined, alice.accessToken)).body.next_batch as string;
+      const r = await call(a, 'GET', `${C}/keys/changes?from=${enc(since)}&to=${enc(to)}`, undefined, alice.accessToken);
+      expect(r.status).toBe(200);
+      return { changed: r.body.changed as string[], to };
+    };
+    // What B sends A about bea, as it goes over the wire.
+    const updates: JsonObject[] = [];
+    fed.net.intercept = (from, to, req) => {
+      if (from === b.serverName && to === a.serverName && req.path.startsWith(`${F}/send/`)) {
+        for (const edu of (req.body?.edus ?? []) as JsonObject[]) {
+          const content = edu.content as JsonObject;
+          if (edu.edu_type === 'm.device_list_update' && content.user_id === bea.userId) updates.push(content);
+        }
+      }
+      return undefined;
+    };
+    try {
+      const phone = await login(b, bea.userId, 'correct horse', { initial_device_display_name: 'Bea phone' });
+      const phoneKeys = await uploadKeys(b, { ...phone, password: 'correct horse' }, {});
+      // B announces from its stream after the commit: wait for the update with the keys, then for its delivery.
+      await waitFor(async () => updates.some((u) => u.device_id === phone.deviceId && u.keys !== undefined), 5000, 'the keys update');
+      await fed.settle();
+      const forPhone = updates.filter((u) => u.device_id === phone.deviceId);
+      expect(forPhone.length).toBeGreaterThanOrEqual(2); // the new device, then its keys
+      const last = forPhone[forPhone.length - 1];
+      expect(last.keys).toEqual(phoneKeys);
+      expect(last.deleted).toBeUndefined();
+      expect(last.device_display_name).toBeUndefined(); // names stay on their server (federation/keys.ts)
+      // One chain per user: each update points at the one before it.
+      for (let i = 1; i < updates.length; i++) expect(updates[i].prev_id).toEqual([updates[i - 1].stream_id]);
+      expect(new Set(updates.map((u) => u.stream_id)).size).toBe(updates.length);
+
+      const first = await changedSince(from);
+      expect(first.changed).toContain(bea.userId);
+      const q = await call(a, 'POST', `${C}/keys/query`, { device_keys: { [bea.userId]: [] } }, alice.accessToken);
+      expect(Object.keys(q.body.device_keys[bea.userId])).toContain(phone.deviceId);
+      expect(q.body.device_keys[bea.userId][phone.deviceId].keys).toEqual(phoneKeys.keys);
+
+      // Logging out deletes the device: A hears `deleted`, and it is gone from alice's query.
+      expect((await call(b, 'POST', `${C}/logout`, {}, phone.accessToken)).status).toBe(200);
+      await waitFor(async () => updates.some((u) => u.deleted === true), 5000, 'the deletion update');
+      await fed.settle();
+      const gone = updates[updates.length - 1];
+      expect(gone).toMatchObject({ device_id: phone.deviceId, deleted: true, prev_id: [updates[updates.length - 2].stream_id] });
+      expect(gone.keys).toBeUndefined();
+      expect((await changedSince(first.to)).changed).toContain(bea.userId);
+      const after = await call(a, 'POST', `${C}/keys/query`, { device_keys: { [bea.userId]: [] } }, alice.accessToken);
+      expect(Object.keys(after.body.device_keys[bea.userId] ?? {})).not.toContain(phone.deviceId);
+    } finally {
+      fed.net.intercept = undefined;
+    }
+  });
+
+  test('a device-list update received twice marks the user changed once; malformed ones are ignored', async () => {
+    const send = (txn: string, content: JsonObject) =>
+      fedCall(a, b.serverName, 'PUT', `${F}/send/${txn}`, {
+        origin: b.serverName,
+        origin_server_ts: Date.now(),
+        pdus: [],
+        edus: [{ edu_type: 'm.device_list_update', content }],
+      });
+    const since = (await call(a, 'GET', `${C}/sync?timeout=0`, undefined, alice.accessToken)).body.next_batch as string;
+    const update = { user_id: bob.userId, device_id: 'REPLAYED', stream_id: 1_000_000, prev_id: [] };
+    expect((await send('dl-1', update)).status).toBe(200);
+    const once = (await call(a, 'GET', `${C}/sync?timeout=0&since=${enc(since)}`, undefined, alice.accessToken)).body;
+    expect(once.device_lists?.changed).toContain(bob.userId);
+    expect((await send('dl-2', update)).status).toBe(200);
+    for (const bad of [{ ...update, stream_id: 'x' }, { ...update, device_id: 7 }, { ...update, user_id: alice.userId, stream_id: 1_000_001 }]) {
+      expect((await send(`dl-bad-${Math.random()}`, bad as JsonObject)).status).toBe(200);
+    }
+    const again = (await call(a, 'GET', `${C}/sync?timeout=0&since=${enc(once.next_batch)}`, undefined, alice.accessToken)).body;
+    expect(again.device_lists?.changed ?? []).toEqual([]);
   });
 
   test('bad input on the federation key endpoints gets the spec errors', async () => {

@@ -83,6 +83,37 @@ describe('EDUs across servers', () => {
     }, 5000, 'typing stopped');
   });
 
+  test('typing goes by gossip to the servers following the room, and by /send only when gossip misses them', async () => {
+    const path = `${C}/rooms/${enc(room)}/typing/${enc(alice.userId)}`;
+    const typingSends: boolean[] = [];
+    fed.net.intercept = (from, to, req) => {
+      if (from !== a.serverName || to !== b.serverName || !req.path.includes('/send/')) return undefined;
+      for (const edu of (req.body?.edus ?? []) as any[]) if (edu.edu_type === 'm.typing') typingSends.push(edu.content.typing);
+      return undefined;
+    };
+    const typingNow = () => {
+      const typing = (vb.ephemeral.get(room) ?? []).filter((e) => e.type === 'm.typing');
+      return typing.length > 0 && typing[typing.length - 1].content.user_ids.includes(alice.userId);
+    };
+    try {
+      const gossipBefore = fed.net.stats.gossip;
+      expect((await call(a, 'PUT', path, { typing: true, timeout: 20000 }, alice.accessToken)).status).toBe(200);
+      await vb.until(() => typingNow(), 5000, 'typing by gossip');
+      expect(fed.net.stats.gossip).toBeGreaterThan(gossipBefore);
+      await fed.settle();
+      expect(typingSends).toEqual([]);
+
+      // Gossip failing: /send carries it instead.
+      fed.net.gossipFails = true;
+      expect((await call(a, 'PUT', path, { typing: false }, alice.accessToken)).status).toBe(200);
+      await vb.until(() => !typingNow(), 5000, 'typing stopped by /send');
+      expect(typingSends).toEqual([false]);
+    } finally {
+      fed.net.gossipFails = false;
+      fed.net.intercept = undefined;
+    }
+  });
+
   test("EDUs about another server's users are ignored", async () => {
     const res = await a.federation.handleRequest(b.serverName, {
       method: 'PUT',

@@ -1,11 +1,13 @@
 /**
  * Each event is sent once: new PDUs go out on the room's gossip topic, and as `/send` transactions only to the
  * servers the gossip did not reach (not subscribed, offline); those still get them, through the outbox when they
- * are down. EDUs keep going by `/send`. A failed publish falls back to `/send` for every server.
+ * are down. Receipts keep going by `/send`, typing by gossip. A failed publish falls back to `/send` for every
+ * server. Then the stage marks that bench/federation-sync.ts --trace reads.
  * Spec: server-server-api.md §Transactions; issue 5 ("also sent as /send transactions to peers in the room that
  * gossip did not reach").
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { setFederationTrace } from '../../src/federation/trace.js';
 import type { FederationRequest } from '../../src/federation/transport.js';
 import type { Homeserver } from '../../src/homeserver.js';
 import { call } from '../helpers/homeserver.js';
@@ -89,7 +91,7 @@ describe('fan-out: gossip first, /send for the rest', () => {
     expect(fed.net.stats.gossip - gossipBefore).toBe(8);
   });
 
-  test('typing and receipts still go by /send and arrive', async () => {
+  test('typing goes by gossip, receipts still by /send, and both arrive', async () => {
     const room = await newSharedRoom();
     const last = await sendText(a, alice, room, 'read me');
     await vb.waitForMessage(room, 'read me');
@@ -101,7 +103,10 @@ describe('fan-out: gossip first, /send for the rest', () => {
       await v.until(() => (v.ephemeral.get(room) ?? []).some((e) => e.type === 'm.receipt' && e.content[last]?.['m.read']?.[bob.userId]), 5000, 'receipt');
     }
     const eduTypes = (to: Homeserver) => sent.filter((t) => t.from === b.serverName && t.to === to.serverName).flatMap((t) => t.edus.map((e) => e.edu_type));
-    for (const hs of [a, c]) expect(eduTypes(hs)).toEqual(expect.arrayContaining(['m.typing', 'm.receipt']));
+    for (const hs of [a, c]) {
+      expect(eduTypes(hs)).toContain('m.receipt');
+      expect(eduTypes(hs)).not.toContain('m.typing');
+    }
   });
 
   test('a server not following the gossip gets the events by /send, in order; the others by gossip alone', async () => {
@@ -165,5 +170,31 @@ describe('fan-out: gossip first, /send for the rest', () => {
     expect(fed.net.stats.gossip - gossipBefore).toBe(2);
     expect(sent.filter((t) => t.to === c.serverName && t.pdus.length > 0).map((t) => t.pdus.length)).toEqual([50, 10]);
     expect(pdusTo(b)).toEqual([]);
+  });
+});
+
+describe('stage marks (bench/federation-sync.ts --trace)', () => {
+  test('follow an event from the commit on A to the notify on each receiver, in order', async () => {
+    const room = await newSharedRoom();
+    const marks: Array<[string, string, number]> = [];
+    setFederationTrace((eventId, stage, at) => marks.push([eventId, stage, at]));
+    let eventId: string;
+    try {
+      eventId = await sendText(a, alice, room, 'traced');
+      for (const v of [vb, vc]) await v.waitForMessage(room, 'traced');
+      await fed.settle();
+    } finally {
+      setFederationTrace(undefined);
+    }
+    const mine = marks.filter(([id]) => id === eventId);
+    const sender = ['A committed', 'A fanOut', 'A publish start', 'A publish done'];
+    const receiver = ['B gossip in', 'B receive', 'B checked 1-3', 'B prereqs', 'B locked', 'B read', 'B checked 4-6', 'B written', 'B notified'];
+    expect(mine.filter(([, s]) => s.startsWith('A ')).map(([, s]) => s)).toEqual(sender);
+    // Each of the two receivers goes through every stage once; the first time of each stage never comes before
+    // the previous stage's.
+    expect(mine.filter(([, s]) => s.startsWith('B ')).map(([, s]) => s).sort()).toEqual([...receiver, ...receiver].sort());
+    const order = [...sender, ...receiver];
+    const firstAt = order.map((st) => Math.min(...mine.filter(([, s]) => s === st).map(([, , t]) => t)));
+    for (let i = 1; i < firstAt.length; i++) expect(firstAt[i], order[i]).toBeGreaterThanOrEqual(firstAt[i - 1]);
   });
 });

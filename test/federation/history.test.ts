@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Homeserver } from '../../src/homeserver.js';
 import { call } from '../helpers/homeserver.js';
-import { enc, newPublicRoom, sendText } from '../helpers/rooms.js';
+import { enc, newPublicRoom, sendText, setState } from '../helpers/rooms.js';
 import type { TestUser } from '../helpers/users.js';
 import { newUser } from '../helpers/users.js';
 import type { Federation } from '../helpers/federation.js';
@@ -87,6 +87,43 @@ describe('history before a remote join', () => {
     await join(room);
     const events = await pageBack(room);
     expect(events.filter((e) => e.type === 'm.room.message')).toEqual([]);
+  });
+
+  test('history visibility is judged at each backfilled event: joined → shared → joined, then bob joins', async () => {
+    const hv = (v: string) => setState(a, alice, room, 'm.room.history_visibility', '', { history_visibility: v });
+    const room = await newPublicRoom(a, alice, { initial_state: [{ type: 'm.room.history_visibility', state_key: '', content: { history_visibility: 'joined' } }] });
+    await sendText(a, alice, room, 'before, joined only');
+    await hv('shared');
+    await sendText(a, alice, room, 'shared 1');
+    const carol = await newUser(a, 'carol');
+    expect((await call(a, 'POST', `${C}/join/${enc(room)}`, {}, carol.accessToken)).status).toBe(200);
+    await call(a, 'PUT', `${C}/profile/${enc(carol.userId)}/displayname`, { displayname: 'Carol then' }, carol.accessToken);
+    const carolSays = await sendText(a, carol, room, 'carol says hi');
+    expect((await call(a, 'POST', `${C}/rooms/${enc(room)}/leave`, {}, carol.accessToken)).status).toBe(200);
+    await sendText(a, alice, room, 'shared 2');
+    await hv('joined');
+    await sendText(a, alice, room, 'after, joined only');
+    await join(room);
+
+    // Exactly what the setting at each event allows bob, who joined at the end.
+    const events = await pageBack(room);
+    const bodies = events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
+    expect(bodies).toEqual(['shared 2', 'carol says hi', 'shared 1']);
+
+    // The state at an old event is the state then: carol was in the room under her name of the time, and the
+    // room's history was `shared`.
+    const filter = enc(JSON.stringify({ lazy_load_members: true }));
+    const ctx = await call(b, 'GET', `${C}/rooms/${enc(room)}/context/${enc(carolSays)}?limit=0&filter=${filter}`, undefined, bob.accessToken);
+    expect(ctx.status, JSON.stringify(ctx.body)).toBe(200);
+    const state = ctx.body.state as any[];
+    const carolMember = state.find((e) => e.type === 'm.room.member' && e.state_key === carol.userId);
+    expect(carolMember?.content).toMatchObject({ membership: 'join', displayname: 'Carol then' });
+    expect(state.find((e) => e.type === 'm.room.history_visibility')?.content.history_visibility).toBe('shared');
+    // And the room's current state is untouched by the history: carol is gone, history is `joined`.
+    const now = await call(b, 'GET', `${C}/rooms/${enc(room)}/state/m.room.member/${enc(carol.userId)}`, undefined, bob.accessToken);
+    expect(now.body.membership).toBe('leave');
+    const hvNow = await call(b, 'GET', `${C}/rooms/${enc(room)}/state/m.room.history_visibility/`, undefined, bob.accessToken);
+    expect(hvNow.body.history_visibility).toBe('joined');
   });
 
   test('a user who is not in the room cannot make the server backfill it', async () => {

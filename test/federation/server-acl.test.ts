@@ -163,5 +163,7 @@ describe('a room on A that denies C', () => {
     await fed.settle();
     const again = await sendText(c, carol, room, 'carol is back');
     await waitFor(async () => (await storedEvent(a, again)) !== undefined, 5000, "carol's message on A");
+    // B learnt of the new ACL as a remote event: its cached ACL was dropped then (and only then).
+    await waitFor(async () => (await storedEvent(b, again)) !== undefined, 5000, "carol's message on B");
   });
 });

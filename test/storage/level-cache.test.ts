@@ -39,6 +39,20 @@ function holdBatches(kv: LevelKv): { release: () => void; fail: (e: Error) => vo
   return { release, fail };
 }
 
+/** Counts LevelDB point reads (get, getSync, getMany) from here on. */
+function countLevelGets(kv: LevelKv): () => number {
+  const db = kv.database as unknown as Record<string, (...args: unknown[]) => unknown>;
+  let n = 0;
+  for (const m of ['get', 'getSync', 'getMany']) {
+    const original = db[m].bind(db);
+    db[m] = (...args: unknown[]) => {
+      n++;
+      return original(...args);
+    };
+  }
+  return () => n;
+}
+
 describe('LevelKv row cache', () => {
   it('a snapshot taken before a write landed keeps reading the old value, though the new one is cached', async () => {
     await withLevel(async (kv) => {
@@ -139,6 +153,60 @@ describe('LevelKv row cache', () => {
       expect(many[1] === undefined ? 'old' : 'new').toBe(many[0]);
       expect(await kv.read((tx) => tx.getMany('s', [['a'], ['b']]))).toEqual(['new', 'new']);
     });
+  });
+
+  it('a snapshot read caches an absent row, and the write that adds it replaces that', async () => {
+    await withLevel(async (kv) => {
+      const dbGets = countLevelGets(kv);
+      expect(await kv.read((tx) => tx.get('s', ['absent']))).toBeUndefined();
+      expect(await kv.read((tx) => tx.getMany('s', [['absent']]))).toEqual([undefined]);
+      // The second read was answered from the cache.
+      expect(dbGets()).toBe(1);
+      let go!: () => void;
+      const wait = new Promise<void>((r) => (go = r));
+      const old = kv.read(async (tx) => {
+        await wait;
+        return tx.get('s', ['absent']);
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      await kv.write((tx) => tx.put('s', ['absent'], 'now'));
+      go();
+      expect(await old).toBeUndefined();
+      expect(await kv.read((tx) => tx.get('s', ['absent']))).toBe('now');
+    });
+  });
+
+  it('a snapshot read of a row in a batch in flight is not cached', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hearth-level-cache-'));
+    try {
+      let kv = await openLevelKv({ name: join(dir, 'db'), stores: ['s'] });
+      await kv.write((tx) => tx.put('s', ['k'], 'v1'));
+      await kv.close();
+      // Reopened: the cache is empty, so the reads below go to LevelDB.
+      kv = await openLevelKv({ name: join(dir, 'db'), stores: ['s'] });
+      const held = holdBatches(kv);
+      const written = kv.write((tx) => tx.put('s', ['k'], 'v2'));
+      await new Promise((r) => setTimeout(r, 10));
+      expect(await kv.read((tx) => tx.get('s', ['k']))).toBe('v1');
+      held.release();
+      await written;
+      expect(await kv.read((tx) => tx.get('s', ['k']))).toBe('v2');
+      // A snapshot taken before the batch, read after it landed: LevelDB's answer, not cached for later readers.
+      let go!: () => void;
+      const wait = new Promise<void>((r) => (go = r));
+      const before = kv.read(async (tx) => {
+        await wait;
+        return tx.get('s', ['other']);
+      });
+      await new Promise((r) => setTimeout(r, 10));
+      await kv.write((tx) => tx.put('s', ['other'], 'x'));
+      go();
+      expect(await before).toBeUndefined();
+      expect(await kv.read((tx) => tx.get('s', ['other']))).toBe('x');
+      await kv.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('returns a fresh copy on every read', async () => {

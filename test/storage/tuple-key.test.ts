@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compareKeys, normaliseRange, inRange, type KeyPart } from '../../src/storage/kv.js';
-import { compareBytes, decodeKey, encodeKey, encodePrefixEnd } from '../../src/storage/tuple-key.js';
+import { compareBytes, decodeKey, encodeKey, encodeKeyAfter, encodePrefixEnd, encodePrefixEndAfter } from '../../src/storage/tuple-key.js';
 import { ORDERED_KEYS } from './kv-suite.js';
 
 /** A small deterministic PRNG (mulberry32), so failures reproduce. */
@@ -72,6 +72,21 @@ describe('tuple-key encoding', () => {
       // The same judgement by the tuple-level range logic that the memory backend and overlay use.
       expect(inRange(k, normaliseRange({ prefix: p }))).toBe(extends_);
     }
+  });
+
+  it('encodes after a prefix as the whole tuple would, and keys longer than any before', () => {
+    const r = rng(11);
+    for (let i = 0; i < 500; i++) {
+      const p = randomKey(r);
+      const k = randomKey(r);
+      expect(encodeKeyAfter(encodeKey(p), k)).toEqual(encodeKey([...p, ...k]));
+      expect(encodePrefixEndAfter(encodeKey(p), k)).toEqual(encodePrefixEnd([...p, ...k]));
+    }
+    // Longer than the encoder's first buffer: it grows, and earlier results stay intact.
+    const short = encodeKey(['a', 1]);
+    const long = ['\u4e2d'.repeat(400), 2 ** 53 - 1, 'x'.repeat(1000)];
+    expect(decodeKey(encodeKey(long))).toEqual(long);
+    expect(decodeKey(short)).toEqual(['a', 1]);
   });
 
   it('rejects malformed bytes', () => {

@@ -2,7 +2,8 @@
  * The network host: runs in the one tab elected leader (leader.ts) and carries the service worker's federation over
  * libp2p. It attaches to the worker over a dedicated MessagePort (protocol.ts), gets the homeserver's seed from it,
  * builds the page's libp2p node (node.ts) with the platform-neutral federation transport (src/net), and then:
- * - forwards the worker's `request`/`publish`/`subscribe` to the transport;
+ * - forwards the worker's `request`/`publish`/`subscribe` to the transport (a publish answers with the servers
+ *   gossipsub reached, so the worker sends `/send` only to the others);
  * - hands inbound requests, gossip and connected peers to the worker, with the origin taken from the authenticated
  *   libp2p connection (Libp2pTransport does that), never from anything the page's fetches could control;
  * - keeps the worker alive with a message every ~10 s (it is stopped ~30 s after its last event), and re-attaches
@@ -232,8 +233,9 @@ export class NetworkHost {
       case 'publish': {
         try {
           if (!this.transport) throw new UnreachableError(msg.roomId, 'the network is starting');
-          await this.transport.publish(msg.roomId, msg.message);
-          this.post({ t: 'response', id: msg.id }, port);
+          // The recipients let the worker's sender skip `/send` to servers the gossip already reached.
+          const reached = await this.transport.publishTo(msg.roomId, msg.message);
+          this.post({ t: 'response', id: msg.id, reached }, port);
         } catch (e) {
           this.post({ t: 'response', id: msg.id, error: serialize(e) }, port);
         }

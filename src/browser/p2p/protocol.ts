@@ -33,15 +33,20 @@ export interface SerializedError {
 export type ToLeader =
   | { t: 'identity'; seed: Uint8Array; serverName: string; rooms: string[] }
   | { t: 'request'; id: number; destination: string; req: FederationRequest; timeoutMs?: number }
+  /** Answered by a `response` with `reached`: the servers gossipsub handed the message to (see below). */
   | { t: 'publish'; id: number; roomId: string; message: JsonObject }
   | { t: 'subscribe'; roomId: string }
   | { t: 'unsubscribe'; roomId: string }
   | { t: 'wanted-servers'; id: number; servers: string[] }
   | { t: 'inbound-response'; id: number; res: FederationResponse };
 
-/** Leader → worker, on the dedicated port. */
+/**
+ * Leader → worker, on the dedicated port. A `publish` is answered by a `response` carrying `reached` (the server names
+ * gossipsub sent it to directly: FederationTransport.publishTo). Leaders from before `reached` existed answer without
+ * it; the worker then treats the publish as reaching nobody for sure, and the sender uses `/send` for everyone.
+ */
 export type ToWorker =
-  | { t: 'response'; id: number; res?: FederationResponse; error?: SerializedError }
+  | { t: 'response'; id: number; res?: FederationResponse; reached?: string[]; error?: SerializedError }
   | { t: 'inbound'; id: number; origin: string; req: FederationRequest }
   | { t: 'gossip'; roomId: string; from: string; message: JsonObject }
   | { t: 'peer-connected'; serverName: string }

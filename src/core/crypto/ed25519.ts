@@ -3,17 +3,22 @@
  * Spec: shared/matrix-spec/content/appendices.md §"Signing Details" (`ed25519` as implemented by NaCl) and
  * §"Cryptographic Test Vectors" (the seed is the 32-byte RFC 8032 private key).
  *
- * Two implementations, same keys and same bytes (Ed25519 signatures are deterministic):
+ * Three implementations, same keys and same bytes (Ed25519 signatures are deterministic):
+ * - A platform backend a host registers (`setEd25519Backend`): synchronous, so it also serves `signSync`/
+ *   `verifySync`. The Node host registers node:crypto (src/node/crypto-backend.ts): ~0.05 ms a signature, with no
+ *   thread-pool hop. This module stays platform-free: it only calls what it was given.
  * - WebCrypto `crypto.subtle` Ed25519 (Node 20, Chromium ≥ 137, Firefox, Safari): ~10x faster verification
  *   (see shared/PLATFORM-NOTES.md). `sign`/`verify` use it when the platform has it; each key is imported once
  *   and its CryptoKey cached (public keys by value in a bounded map, seeds by object identity in a WeakMap so no
  *   copy of a secret is kept as a map key).
  * - @noble/ed25519 with @noble/hashes' SHA-512: the portable fallback, and the synchronous `signSync`/
- *   `verifySync` that code which cannot await (auth rules) uses.
+ *   `verifySync` that code which cannot await (auth rules) uses when no backend is registered.
  *
- * Verification rules, kept the same on both paths: noble's strict RFC 8032 branch (`zip215: false`: canonical
+ * Verification rules, kept the same on every path: noble's strict RFC 8032 branch (`zip215: false`: canonical
  * encodings of A and R, S < L), and public keys that are small-order are refused (as libsodium does; the
- * WebCrypto path screens keys with noble before importing them, since OpenSSL accepts them).
+ * WebCrypto and backend paths screen keys with noble first, remembering the answer per key, since OpenSSL accepts
+ * them; the backend path also checks S < L itself). The OpenSSL paths (WebCrypto in Node, node:crypto) compare the
+ * recomputed R with the signature's bytes, so a non-canonical R fails there too.
  * One edge case can still differ: noble checks the cofactored equation, OpenSSL the cofactorless one, so a
  * signature deliberately crafted with a small-order component in R verifies on the noble path only. Honest
  * signers never produce one.
@@ -28,6 +33,8 @@ export const PUBLIC_KEY_LENGTH = 32;
 export const SIGNATURE_LENGTH = 64;
 
 const STRICT = { zip215: false } as const;
+/** Public keys remembered (imported, or screened) at most; the least recently used go first. */
+const MAX_CACHED_PUBLIC_KEYS = 4096;
 
 /** A fresh random 32-byte seed (the private key). */
 export function generateSeed(): Uint8Array {
@@ -39,20 +46,108 @@ export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
   return ed.getPublicKey(seed);
 }
 
-/** Sign with @noble/ed25519 (synchronous). */
+// ---------------------------------------------------------------------------------------------------------------
+// Platform backend
+
+/**
+ * Synchronous Ed25519 from the host platform. `sign` gets a 32-byte seed; `verify` gets a 32-byte public key that
+ * already passed the strict key screening below and a 64-byte signature, and must return false (never throw) for a
+ * bad signature. Implementations cache their imported keys.
+ */
+export interface Ed25519Backend {
+  sign(seed: Uint8Array, msg: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean;
+}
+
+let backend: Ed25519Backend | null = null;
+
+/**
+ * Registers the host's backend (null removes it). It is used only if it signs a known message to the same bytes
+ * as noble and verifies that signature (checked here, once); otherwise it is refused with an Error.
+ */
+export function setEd25519Backend(b: Ed25519Backend | null): void {
+  if (b !== null) {
+    const seed = new Uint8Array(SEED_LENGTH).fill(7);
+    const msg = Uint8Array.of(1, 2, 3);
+    const expected = ed.sign(msg, seed);
+    let ok = false;
+    try {
+      ok = ed.etc.bytesToHex(b.sign(seed, msg)) === ed.etc.bytesToHex(expected) && b.verify(ed.getPublicKey(seed), msg, expected);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new Error('Ed25519 backend does not match the reference implementation');
+  }
+  backend = b;
+}
+
+/** The registered backend, if any (tests save and restore it). */
+export function getEd25519Backend(): Ed25519Backend | null {
+  return backend;
+}
+
+/** Sign synchronously: the platform backend when registered, @noble/ed25519 otherwise. */
 export function signSync(seed: Uint8Array, msg: Uint8Array): Uint8Array {
+  if (backend !== null && seed instanceof Uint8Array && seed.length === SEED_LENGTH) return backend.sign(seed, msg);
   return ed.sign(msg, seed);
 }
 
-/** Verify with @noble/ed25519 (synchronous). Never throws: wrong lengths or bad encodings give `false`. */
+/**
+ * Verify synchronously: the platform backend when registered, @noble/ed25519 otherwise. Never throws: wrong
+ * lengths or bad encodings give `false`.
+ */
 export function verifySync(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || !(sig instanceof Uint8Array) || !(msg instanceof Uint8Array)) return false;
   if (publicKey.length !== PUBLIC_KEY_LENGTH || sig.length !== SIGNATURE_LENGTH) return false;
+  if (backend !== null) {
+    try {
+      return isScreenedPublicKey(publicKey) && sCanonical(sig) && backend.verify(publicKey, msg, sig);
+    } catch {
+      // The backend refused this input: noble decides instead.
+    }
+  }
+  return nobleVerify(publicKey, msg, sig);
+}
+
+function nobleVerify(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   try {
     return ed.verify(sig, msg, publicKey, STRICT);
   } catch {
     return false;
   }
+}
+
+/** Ed25519's group order L, little-endian: a signature's S must be below it (RFC 8032 §5.1.7). */
+const L_BYTES = Uint8Array.from([
+  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+]);
+
+/** S < L, checked here too so the rule does not depend on the backend's library. */
+function sCanonical(sig: Uint8Array): boolean {
+  for (let i = 31; i >= 0; i--) {
+    const s = sig[32 + i];
+    if (s !== L_BYTES[i]) return s < L_BYTES[i];
+  }
+  return false; // S == L
+}
+
+/** hex(public key) → whether it passed screening; bounded like the WebCrypto key cache. */
+const screened = new Map<string, boolean>();
+
+/** `isAcceptablePublicKey`, remembered: decoding a point costs more than a whole platform verification. */
+function isScreenedPublicKey(publicKey: Uint8Array): boolean {
+  const id = ed.etc.bytesToHex(publicKey);
+  let ok = screened.get(id);
+  if (ok === undefined) {
+    ok = isAcceptablePublicKey(publicKey);
+    screened.set(id, ok);
+    if (screened.size > MAX_CACHED_PUBLIC_KEYS) {
+      const oldest = screened.keys().next().value;
+      if (oldest !== undefined) screened.delete(oldest);
+    }
+  }
+  return ok;
 }
 
 /** Whether noble's strict rules accept `publicKey` as a key at all: a canonical point that is not small-order. */
@@ -70,7 +165,6 @@ function isAcceptablePublicKey(publicKey: Uint8Array): boolean {
 const ALGORITHM = { name: 'Ed25519' } as const;
 /** DER prefix of a PKCS#8 Ed25519 private key (RFC 8410): the 32-byte seed follows. */
 const PKCS8_PREFIX = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20);
-const MAX_CACHED_PUBLIC_KEYS = 4096;
 
 let webCryptoEnabled = true;
 let probe: Promise<boolean> | undefined;
@@ -156,9 +250,10 @@ function publicKeyHandle(s: SubtleCrypto, publicKey: Uint8Array): Promise<Crypto
   return key;
 }
 
-/** Sign `msg` with `seed`: WebCrypto where available, @noble/ed25519 otherwise. Throws if `seed` is not 32 bytes. */
+/** Sign `msg` with `seed`: the platform backend, else WebCrypto where available, else @noble/ed25519. Throws if `seed` is not 32 bytes. */
 export async function sign(seed: Uint8Array, msg: Uint8Array): Promise<Uint8Array> {
   if (!(seed instanceof Uint8Array) || seed.length !== SEED_LENGTH) throw new RangeError('Ed25519 seed must be 32 bytes');
+  if (backend !== null) return backend.sign(seed, msg);
   const s = subtle();
   if (s && (await useWebCrypto())) {
     try {
@@ -171,10 +266,11 @@ export async function sign(seed: Uint8Array, msg: Uint8Array): Promise<Uint8Arra
   return signSync(seed, msg);
 }
 
-/** Verify `sig` over `msg`: WebCrypto where available, @noble/ed25519 otherwise. Never throws. */
+/** Verify `sig` over `msg`: the platform backend, else WebCrypto where available, else @noble/ed25519. Never throws. */
 export async function verify(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): Promise<boolean> {
   if (!(publicKey instanceof Uint8Array) || !(sig instanceof Uint8Array) || !(msg instanceof Uint8Array)) return false;
   if (publicKey.length !== PUBLIC_KEY_LENGTH || sig.length !== SIGNATURE_LENGTH) return false;
+  if (backend !== null) return verifySync(publicKey, msg, sig);
   const s = subtle();
   if (s && (await useWebCrypto())) {
     try {

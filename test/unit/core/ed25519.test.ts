@@ -1,8 +1,10 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { decodeBase64, encodeBase64 } from '../../../src/core/base64.js';
 import {
   generateSeed,
+  getEd25519Backend,
   publicKeyFromSeed,
+  setEd25519Backend,
   setWebCryptoEd25519Enabled,
   sign,
   signSync,
@@ -15,7 +17,13 @@ import {
 const SEED = decodeBase64('YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1')!;
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
+// These tests are about WebCrypto and noble: the Node platform backend the setup registers is off while they run
+// (ed25519-backend.test.ts covers it).
+const platformBackend = getEd25519Backend();
+beforeEach(() => setEd25519Backend(null));
+
 afterEach(() => {
+  setEd25519Backend(platformBackend);
   setWebCryptoEd25519Enabled(true);
   vi.restoreAllMocks();
 });
