@@ -41,7 +41,8 @@ export async function buildApp({ outDir = DEFAULT_OUT, quiet = false } = {}) {
       emptyOutDir: true,
       sourcemap: true,
       target: 'es2022',
-      minify: true,
+      // HEARTH_SW_MINIFY=0: readable function names in CPU profiles of the worker (bench/browser.ts --cpu-prof).
+      minify: process.env.HEARTH_SW_MINIFY !== '0',
       rolldownOptions: {
         input: join(root, 'sw/sw.ts'),
         output: { format: 'es', entryFileNames: 'sw.js', codeSplitting: false },

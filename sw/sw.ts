@@ -10,7 +10,9 @@
  *   IndexedDB, and the old instance hands the database over cleanly (instance-lock.ts).
  *
  * Messages from pages: `{ type: 'hearth:claim' }` (take control of a page loaded with a hard reload),
- * `{ type: 'hearth:stats' }` → replies on the message port (or to the source) with {@link HostStats}.
+ * `{ type: 'hearth:stats' }` → replies on the message port (or to the source) with {@link HostStats},
+ * `{ type: 'hearth:request', … }` → a homeserver request sent as a message rather than a fetch (a quarter of the
+ * cost; src/browser/sw-fetch.ts), answered on the message port.
  *
  * https://w3c.github.io/ServiceWorker/ · https://developer.chrome.com/docs/workbox/modules/workbox-precaching
  */
@@ -19,6 +21,7 @@ import type { PrecacheEntry } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
 import type { Logger } from '../src/services/context.js';
 import { HomeserverHost } from './homeserver-host.js';
+import type { RequestMessage, ResponseMessage } from './homeserver-host.js';
 import { NetworkBridge, callLeaderFromWorker } from './network-bridge.js';
 import type { BridgeHomeserver } from './network-bridge.js';
 
@@ -84,6 +87,24 @@ scope.addEventListener('message', (event: ExtendableMessageEvent) => {
   const msg = event.data as { type?: string } | null;
   if (msg?.type === 'hearth:claim') {
     event.waitUntil(scope.clients.claim());
+  } else if (msg?.type === 'hearth:request') {
+    // A request by message (src/browser/sw-fetch.ts): the same homeserver paths as fetches, from this origin only.
+    const req = msg as RequestMessage;
+    const port = event.ports[0];
+    if (!port) return;
+    let url: URL | undefined;
+    try {
+      url = new URL(req.url);
+    } catch {
+      url = undefined;
+    }
+    if (event.origin !== scope.location.origin || !url || url.origin !== scope.location.origin || !isHomeserverPath(url.pathname)) {
+      port.postMessage({ error: 'not a homeserver request of this origin' } satisfies ResponseMessage);
+      port.close();
+      return;
+    }
+    // waitUntil keeps the worker alive for the request, as a fetch event would (a long poll included).
+    event.waitUntil(host.serveMessage(req, port));
   } else if (msg?.type === 'hearth:stats') {
     const reply = host.stats();
     if (event.ports[0]) event.ports[0].postMessage(reply);

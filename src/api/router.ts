@@ -369,7 +369,8 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
 
     if (route.validate) validateBody(route.validate, body);
 
-    let signal = req.signal;
+    // Read from the host only when a handler asks: the Node host makes its AbortController on first use.
+    let signal: AbortSignal | undefined;
     const ctx: EndpointContext = {
       get request() {
         return materialize();
@@ -386,7 +387,7 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
       readBody,
       // A host that gives no signal (a test calling `handle`) gets one that never fires, made only if asked for.
       get signal() {
-        return (signal ??= new AbortController().signal);
+        return (signal ??= req.signal ?? new AbortController().signal);
       },
       legacyR0,
     };

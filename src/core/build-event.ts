@@ -11,7 +11,8 @@
  * neither gives is an error (a wrong hash would make the event unverifiable for others, so none is invented).
  */
 import { encodeBase64, encodeBase64Url } from './base64.js';
-import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
+import { canonicalJsonBytes, canonicalJsonReusing } from './canonical-json.js';
+import type { CanonicalParts } from './canonical-json.js';
 import { sign } from './crypto/ed25519.js';
 import { sha256 } from './crypto/sha256.js';
 import { Pdu } from './event.js';
@@ -119,12 +120,14 @@ async function hashAndSignOnce(json: JsonObject, version: RoomVersion, origin: s
   let size: number;
   try {
     const { unsigned, signatures: _signatures, hashes: _hashes, ...rest } = json;
-    const content = utf8.encode(canonicalJson(rest, strict));
+    // The top-level values the redacted event shares with the full one are encoded once, for both.
+    const parts: CanonicalParts = new Map();
+    const content = utf8.encode(canonicalJsonReusing(rest, parts, strict));
     hashed = { ...json, hashes: { sha256: encodeBase64(sha256(content)) } };
     const redacted = redactEvent(hashed, version);
     if ('age_ts' in redacted || 'unsigned' in redacted) return undefined;
     const { signatures: _rs, ...toSign } = redacted;
-    signedBytes = canonicalJsonBytes(toSign, strict);
+    signedBytes = utf8.encode(canonicalJsonReusing(toSign, parts, strict));
     // The full event's canonical size: the hashed part plus `,"key":value` for each key left out of it.
     size = content.length + extraBytes('hashes', hashed.hashes, strict);
     if (unsigned !== undefined) size += extraBytes('unsigned', unsigned, strict);

@@ -170,3 +170,34 @@ const utf8 = new TextEncoder();
 export function canonicalJsonBytes(value: unknown, opts?: CanonicalJsonOptions): Uint8Array {
   return utf8.encode(canonicalJson(value, opts));
 }
+
+/** Encoded top-level values by key, with the value each text was made from (see `canonicalJsonReusing`). */
+export type CanonicalParts = Map<string, { readonly value: unknown; readonly text: string }>;
+
+/**
+ * The canonical JSON text of the object `obj`, like `canonicalJson`, reusing the text in `parts` for every
+ * top-level value that is the very same value (===) it was made from, and recording the values it encodes.
+ * Building an event encodes it twice (the content-hash input, then the redacted event that is signed), and most of
+ * its top-level values are shared between the two: each is then encoded once. The same `parts` must only be used
+ * with the same options.
+ */
+export function canonicalJsonReusing(obj: Record<string, unknown>, parts: CanonicalParts, opts?: CanonicalJsonOptions): string {
+  const strict = opts?.strictIntegers === true;
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || !isPlainObject(obj) || Object.getOwnPropertySymbols(obj).length > 0) {
+    return canonicalJson(obj, opts);
+  }
+  const keys = sortedKeys(obj);
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const value = obj[k];
+    let part = parts.get(k);
+    if (part === undefined || part.value !== value) {
+      part = { value, text: encode(value, strict, [k], new Set<object>([obj])) };
+      parts.set(k, part);
+    }
+    if (i > 0) out += ',';
+    out += encodeString(k, []) + ':' + part.text;
+  }
+  return out + '}';
+}

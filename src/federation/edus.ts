@@ -25,7 +25,7 @@ import type { MemberRecord, StreamEntry } from '../storage/records.js';
 import type { WriteTx } from '../storage/kv.js';
 import type { CrossSigningKeyRecord, DeviceKeysRecord } from '../services/keys.js';
 import { STORES } from '../storage/schema.js';
-import { allocatePosition, currentPosition } from '../services/notifier.js';
+import { allocatePosition, currentPosition, streamRange } from '../services/notifier.js';
 import type { PresenceRecord } from '../services/presence.js';
 import { joinedRoomsIn, presenceContent } from '../services/presence.js';
 import type { ToDeviceRecord } from '../services/to-device.js';
@@ -37,12 +37,19 @@ const PRESENCE_STATES = new Set(['online', 'unavailable', 'offline']);
 const MAX_TO_DEVICE_MESSAGES = 1000;
 /** The stream follower reads at most once per this many milliseconds (changes in between are read together). */
 const FOLLOW_BATCH_MS = 25;
+/** The stream entries the follower acts on. */
+const FOLLOWED_KINDS = ['presence', 'device_list'] as const;
 
 export class Edus {
   private followPos = 0;
   private following = false;
   private stopped = false;
-  /** Ends the wait for the next change when the server stops. */
+  /** Set by a commit that may have written a followed entry; the follower reads only then. */
+  private dirty = true;
+  /** Wakes the idle follower. */
+  private wake: (() => void) | undefined;
+  private unwatch: (() => void) | undefined;
+  /** Ends the batching pause when the server stops. */
   private readonly abort = new AbortController();
 
   constructor(private readonly p: FederationParts) {}
@@ -65,6 +72,11 @@ export class Edus {
       void this.toRoom(roomId, { edu_type: 'm.receipt', content: { [roomId]: { [type]: { [userId]: { event_ids: [eventId], data } } } } }, true);
     });
     this.p.sync.toDevice.remoteSend = (sender, type, messageId, messages) => this.sendToDevice(sender, type, messageId, messages);
+    // Watch before reading the position, so no commit falls between the two.
+    this.unwatch = this.ctx.notifier.watchKinds(FOLLOWED_KINDS, () => {
+      this.dirty = true;
+      this.wake?.();
+    });
     this.followPos = await this.ctx.kv.read((tx) => currentPosition(tx));
     this.following = true;
     void this.follow();
@@ -72,7 +84,9 @@ export class Edus {
 
   stop(): void {
     this.stopped = true;
+    this.unwatch?.();
     this.abort.abort();
+    this.wake?.();
   }
 
   private async toRoom(roomId: string, edu: JsonObject, keep: boolean): Promise<void> {
@@ -114,15 +128,24 @@ export class Edus {
     }
   }
 
-  /** Reads the stream after each change and sends presence and device-list EDUs for our users. */
+  /**
+   * Reads the stream after each commit that may hold a presence or device-list entry (Notifier.watchKinds: the
+   * commits of events say they hold none, so a busy room costs nothing here) and sends EDUs for our users. Idle
+   * (no timer, no read) until such a commit.
+   */
   private async follow(): Promise<void> {
-    let lastRead = -Infinity;
     while (!this.stopped && this.following) {
+      if (!this.dirty) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+        continue;
+      }
+      this.dirty = false;
+      const lastRead = performance.now();
       try {
-        lastRead = performance.now();
         const { rows, pos } = await this.ctx.kv.read(async (tx) => {
           const pos = await currentPosition(tx);
-          const rows = pos > this.followPos ? await tx.range<StreamEntry>(STORES.stream, { gt: [this.followPos], lte: [pos] }) : [];
+          const rows = pos > this.followPos ? await streamRange(tx, this.followPos, pos) : [];
           return { rows, pos };
         });
         this.followPos = Math.max(this.followPos, pos);
@@ -134,11 +157,10 @@ export class Edus {
       } catch (e) {
         this.ctx.logger.warn('federation: following the stream failed', e);
       }
-      if (this.ctx.notifier.position <= this.followPos) await this.ctx.notifier.waitForChange(60_000, this.abort.signal);
-      // A change after a quiet spell is read at once; the commits of a busy moment are gathered and read with one
-      // snapshot per FOLLOW_BATCH_MS rather than one each (presence and device-list EDUs are not that urgent).
+      // The commits of a busy moment (many presence updates) are gathered and read with one snapshot per
+      // FOLLOW_BATCH_MS rather than one each (presence and device-list EDUs are not that urgent).
       const wait = lastRead + FOLLOW_BATCH_MS - performance.now();
-      if (wait > 0 && !this.stopped) await this.pause(wait);
+      if (this.dirty && wait > 0 && !this.stopped) await this.pause(wait);
     }
   }
 
@@ -339,7 +361,7 @@ export class Edus {
       }
       return pos;
     });
-    if (last !== undefined) this.ctx.notifier.notify(last);
+    if (last !== undefined) this.ctx.notifier.notify(last, ['to_device']);
   }
 }
 

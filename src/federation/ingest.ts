@@ -720,7 +720,8 @@ export class Ingest {
     traceStage(id, 'B written');
     this.rooms.forgetHead(roomId, accepted ? [pdu] : []);
     if (lastPos !== undefined) {
-      this.ctx.notifier.notify(lastPos);
+      // Only an 'event' entry: the stream's presence/device-list follower (edus.ts) need not look.
+      this.ctx.notifier.notify(lastPos, ['event']);
       traceStage(id, 'B notified');
       this.hooks.persisted?.(roomId, [pdu], new Set([...changes.keys()].map((k) => splitStateKey(k)[0])));
     }

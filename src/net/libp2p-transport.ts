@@ -6,13 +6,16 @@
  * - Requests: protocol `/hearth/federation/1`, one long-lived stream per peer carrying requests in both directions
  *   (rpc-channel.ts, framing.ts). The caller's server name is taken from the Noise-authenticated connection
  *   (`connection.remotePeer`), never from a frame.
- * - Gossip: gossipsub topic `/hearth/room/<roomId>` per room, JSON messages, strict signing, so the `from` passed to
- *   `handleGossip` is the authenticated publisher.
+ * - Gossip: gossipsub topic `/hearth/room/<roomId>` per room, JSON messages, unsigned (`StrictNoSign`, message ID =
+ *   SHA-256 of the bytes; every Hearth node must use HEARTH_GOSSIPSUB or they drop each other's messages). The
+ *   `from` passed to `handleGossip` is the peer that handed us the message (the propagation source, authenticated by
+ *   Noise), which need not be its origin: src/federation trusts a relayed message only for what its own signatures
+ *   prove (PDUs). Decision record: docs/decisions/federation.md.
  * - Known peers: addresses learnt through identify go to the peer book (persisted), and are used to dial a server
  *   the node has no address for in its own (in-memory) peer store.
  */
-import type { GossipSub, Message, TopicValidatorFn } from '@libp2p/gossipsub';
-import { TopicValidatorResult } from '@libp2p/gossipsub';
+import type { GossipSub, GossipsubMessage, GossipsubOpts, Message, TopicValidatorFn } from '@libp2p/gossipsub';
+import { StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { JsonObject } from '../core/json.js';
@@ -45,9 +48,35 @@ export function roomTopic(roomId: string): string {
   return ROOM_TOPIC_PREFIX + roomId;
 }
 
+/**
+ * Gossipsub settings every Hearth node uses, Node and browser alike: nodes with different signature policies reject
+ * each other's messages.
+ *
+ * Unsigned: gossipsub's own signature (StrictSign) cost the publisher a signature and every receiver a key rebuild
+ * and verification per message, and proved only who published — our PDUs carry their origin's signatures, checked on
+ * receipt, and EDUs are believed only from the peer that hands them over (Noise authenticates it). Without `from` and
+ * `seqno`, gossipsub's StrictNoSign message ID is the SHA-256 of the data, so copies arriving by several paths are
+ * still seen once (identical bytes published twice within gossipsub's seen-TTL are one message: publishTo then
+ * reports no recipients and the caller sends by `/send`).
+ */
+export const HEARTH_GOSSIPSUB = {
+  globalSignaturePolicy: StrictNoSign,
+  // Publishing into a room nobody else listens to yet is normal (the first server in a room).
+  allowPublishToZeroTopicPeers: true,
+  ignoreDuplicatePublishError: true,
+  // Browsers reach Node peers (and each other) through relays before, or instead of, a direct link.
+  runOnLimitedConnection: true,
+  maxInboundDataLength: 5 * 1024 * 1024,
+  // A received message is forwarded only once onGossip says so: messages carrying EDUs are not (see there).
+  asyncValidation: true,
+} as const satisfies Partial<GossipsubOpts>;
+
 /** Services the transport needs on the libp2p node. */
 export type HearthServices = {
-  pubsub: GossipSub;
+  // reportMessageValidationResult is on gossipsub's class, not on its exported interface.
+  pubsub: GossipSub & {
+    reportMessageValidationResult(msgId: string, propagationSource: string, acceptance: TopicValidatorResult): void;
+  };
 };
 export type HearthLibp2p = Libp2p<HearthServices>;
 
@@ -187,7 +216,7 @@ export class Libp2pTransport implements FederationTransport {
     this.node.addEventListener('peer:identify', this.onIdentify);
     this.node.addEventListener('peer:disconnect', this.onDisconnect);
     this.node.addEventListener('start', this.onNodeStart);
-    this.node.services.pubsub.addEventListener('message', this.onGossip);
+    this.node.services.pubsub.addEventListener('gossipsub:message', this.onGossip);
     if (this.node.status === 'started') this.onNodeStart();
     // Seed the node's peer store with what we remember, so dials by peer ID find addresses.
     if (this.peerBook) {
@@ -201,7 +230,7 @@ export class Libp2pTransport implements FederationTransport {
     this.node.removeEventListener('peer:identify', this.onIdentify);
     this.node.removeEventListener('peer:disconnect', this.onDisconnect);
     this.node.removeEventListener('start', this.onNodeStart);
-    this.node.services.pubsub.removeEventListener('message', this.onGossip);
+    this.node.services.pubsub.removeEventListener('gossipsub:message', this.onGossip);
     await this.node.unhandle(FEDERATION_PROTOCOL).catch(() => {});
     for (const ch of [...this.allChannels]) ch.abort('network stopping');
     this.channels.clear();
@@ -508,9 +537,12 @@ export class Libp2pTransport implements FederationTransport {
     for (const roomId of this.rooms) this.node.services.pubsub.subscribe(roomTopic(roomId));
   };
 
-  /** Rejected messages are neither delivered nor forwarded (and count against the sender's gossipsub score). */
-  private readonly validateGossip: TopicValidatorFn = (_peer, msg) => {
-    if (msg.type !== 'signed' || peerIdToServerName(msg.from) === undefined) return TopicValidatorResult.Reject;
+  /**
+   * Rejected messages are neither delivered nor forwarded (and count against the peer's gossipsub score). Only
+   * Hearth servers hand on room gossip; what a message claims about its origin is src/federation's to judge.
+   */
+  private readonly validateGossip: TopicValidatorFn = (source, msg) => {
+    if (msg.type !== 'unsigned' || peerIdToServerName(source) === undefined) return TopicValidatorResult.Reject;
     if (msg.data.length > this.maxGossipBytes) return TopicValidatorResult.Reject;
     const parsed = parseGossip(msg.data);
     if (parsed === undefined) return TopicValidatorResult.Reject;
@@ -518,15 +550,28 @@ export class Libp2pTransport implements FederationTransport {
     return TopicValidatorResult.Accept;
   };
 
-  private readonly onGossip = (ev: CustomEvent<Message>): void => {
-    const msg = ev.detail;
-    if (!msg.topic.startsWith(ROOM_TOPIC_PREFIX) || msg.type !== 'signed') return;
+  /**
+   * Delivers a validated message, and tells gossipsub whether to forward it (HEARTH_GOSSIPSUB's asyncValidation).
+   * Receivers believe EDUs only from the peer that is their origin, so a relayed copy of a message with EDUs is
+   * useless — and harmful: arriving before the origin's own copy, it would make that one a duplicate, and the EDUs
+   * would be lost. Such messages go only to the publisher's direct peers (the sender sends `/send` to the rest:
+   * publishTo's recipients); messages of PDUs alone, which prove themselves, are forwarded through the mesh.
+   */
+  private readonly onGossip = (ev: CustomEvent<GossipsubMessage>): void => {
+    const { msg, msgId, propagationSource } = ev.detail;
+    const message = this.parsedGossip.get(msg) ?? (msg.data.length <= this.maxGossipBytes ? parseGossip(msg.data) : undefined);
+    const forward = message !== undefined && !(Array.isArray(message.edus) && message.edus.length > 0);
+    this.node.services.pubsub.reportMessageValidationResult(
+      msgId,
+      propagationSource.toString(),
+      forward ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore,
+    );
+    if (message === undefined || !msg.topic.startsWith(ROOM_TOPIC_PREFIX)) return;
     const roomId = msg.topic.slice(ROOM_TOPIC_PREFIX.length);
     if (!this.rooms.has(roomId)) return;
-    const from = peerIdToServerName(msg.from);
+    // The peer that handed us the message (Noise-authenticated), not necessarily the server that published it.
+    const from = peerIdToServerName(propagationSource);
     if (from === undefined || from === this.serverName) return;
-    const message = this.parsedGossip.get(msg) ?? (msg.data.length <= this.maxGossipBytes ? parseGossip(msg.data) : undefined);
-    if (message === undefined) return;
     this.inbound.handleGossip(roomId, from, message).catch((e: unknown) => this.logger.error(`gossip from ${from} in ${roomId} failed`, e));
   };
 }

@@ -8,6 +8,7 @@
  * Keys are imported once as KeyObjects: seeds by object identity (a WeakMap, so no copy of a secret becomes a map
  * key), public keys by value in a bounded LRU map.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { Ed25519Backend } from '../core/crypto/ed25519.js';
@@ -64,8 +65,11 @@ export const nodeEd25519: Ed25519Backend = {
   },
 };
 
+// crypto.hash (Node ≥ 20.12) hashes in one call, without a Hash object per digest; createHash where it is missing.
+const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+
 export const nodeSha256: Sha256Backend = (bytes) => {
-  const digest = createHash('sha256').update(bytes).digest();
+  const digest = oneShotHash !== undefined ? oneShotHash('sha256', bytes, 'buffer') : createHash('sha256').update(bytes).digest();
   return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 };
 

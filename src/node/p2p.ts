@@ -18,6 +18,7 @@ import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
 import { setFederationTrace } from '../federation/trace.js';
 import type { HearthLibp2p } from '../net/libp2p-transport.js';
+import { HEARTH_GOSSIPSUB } from '../net/libp2p-transport.js';
 import type { Network, NetworkInit } from '../net/network.js';
 import { createNetwork } from '../net/network.js';
 import { libp2pKeyFromSeed } from '../net/peer-id.js';
@@ -79,14 +80,8 @@ export async function createNodeLibp2p(init: NodeLibp2pInit): Promise<HearthLibp
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub({
-        // Publishing into a room nobody else listens to yet is normal (the first server in a room).
-        allowPublishToZeroTopicPeers: true,
-        ignoreDuplicatePublishError: true,
-        // Browsers reach us through relays before they have a direct link.
-        runOnLimitedConnection: true,
-        maxInboundDataLength: 5 * 1024 * 1024,
-      }),
+      // The settings the browser's node shares (unsigned gossip: see HEARTH_GOSSIPSUB).
+      pubsub: gossipsub({ ...HEARTH_GOSSIPSUB }),
       ...(relay
         ? {
             relay: circuitRelayServer({

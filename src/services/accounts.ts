@@ -147,6 +147,10 @@ export class AccountsService {
   readonly accountData: AccountDataService;
   readonly filters: FiltersService;
 
+  /**
+   * Live tokens by the token itself (not its stored hash): a hit then costs no SHA-256 per request. The process
+   * holds every presented token in memory while serving it anyway; the cache is dropped whole on any revocation.
+   */
   private readonly tokenCache = new Map<string, CachedToken>();
   /** Bumped after every commit that revokes tokens; a lookup started before a bump does not fill the cache. */
   private tokenGeneration = 0;
@@ -166,13 +170,13 @@ export class AccountsService {
 
   /** Resolves an access token to who holds it, or throws M_UNKNOWN_TOKEN (soft_logout when it merely expired). */
   async authenticate(token: string): Promise<Principal> {
-    const key = tokenKey(token);
     const now = this.ctx.clock.now();
-    const cached = this.tokenCache.get(key);
+    const cached = this.tokenCache.get(token);
     if (cached) {
       if (cached.expiresTs !== undefined && cached.expiresTs <= now) throw unknownToken(true, 'Access token has expired');
       return cached.principal;
     }
+    const key = tokenKey(token);
     const generation = this.tokenGeneration;
     const rec = await this.ctx.kv.read((tx) => tx.get<AccessTokenRecord>(STORES.accessTokens, [key]));
     if (!rec) throw unknownToken();
@@ -187,7 +191,7 @@ export class AccountsService {
     }
     if (generation === this.tokenGeneration) {
       if (this.tokenCache.size >= TOKEN_CACHE_LIMIT) this.tokenCache.clear();
-      this.tokenCache.set(key, { principal, expiresTs: rec.expiresTs });
+      this.tokenCache.set(token, { principal, expiresTs: rec.expiresTs });
     }
     return principal;
   }

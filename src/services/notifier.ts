@@ -53,20 +53,39 @@ export async function currentPosition(tx: ReadTx): Promise<number> {
   return (await tx.get<number>(STORES.server, POS_KEY)) ?? 0;
 }
 
+/** The kinds of stream entry a commit wrote, when its writer says (see `Notifier.notify`). */
+export type StreamKind = StreamEntry['kind'];
+
 export class Notifier {
   private waiters = new Set<() => void>();
   private latest = 0;
+  private readonly kindWatchers = new Set<{ kinds: ReadonlySet<StreamKind>; fn: () => void }>();
 
   /** Highest position notified in this process (a lower bound of the committed position). */
   get position(): number {
     return this.latest;
   }
 
-  notify(pos: number): void {
+  /**
+   * `kinds`, when given, are every kind of stream entry the commit wrote (hot paths say `['event']`), so a
+   * follower of other kinds (federation/edus.ts: presence, device lists) need not read the stream for it. Without
+   * it the commit may have written anything.
+   */
+  notify(pos: number, kinds?: readonly StreamKind[]): void {
     if (pos > this.latest) this.latest = pos;
     const ws = this.waiters;
     this.waiters = new Set();
     for (const w of ws) w();
+    for (const w of this.kindWatchers) {
+      if (kinds === undefined || kinds.some((k) => w.kinds.has(k))) w.fn();
+    }
+  }
+
+  /** Calls `fn` after each notify that may concern one of `kinds`. Returns the unsubscribe function. */
+  watchKinds(kinds: readonly StreamKind[], fn: () => void): () => void {
+    const w = { kinds: new Set(kinds), fn };
+    this.kindWatchers.add(w);
+    return () => this.kindWatchers.delete(w);
   }
 
   /**

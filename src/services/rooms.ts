@@ -231,20 +231,21 @@ export class RoomHead {
 
 /** One promise chain per key: `run` calls for the same key run one at a time, in call order. */
 class KeyedLock {
-  private readonly tails = new Map<string, Promise<void>>();
+  /** Held keys, each with the runs waiting for it (first in first out); a free key has no entry. */
+  private readonly waiting = new Map<string, Array<() => void>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = prev.then(() => mine);
-    this.tails.set(key, tail);
-    await prev;
+    const queue = this.waiting.get(key);
+    // Uncontended (a message into a quiet room), `fn` starts at once: no promise chain to wait through.
+    if (queue === undefined) this.waiting.set(key, []);
+    else await new Promise<void>((resolve) => queue.push(resolve));
     try {
       return await fn();
     } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      // Hand the key straight to the next run, or free it.
+      const next = this.waiting.get(key)!.shift();
+      if (next !== undefined) next();
+      else this.waiting.delete(key);
     }
   }
 }
@@ -687,7 +688,7 @@ export class RoomsService {
     for (const e of events) {
       if (e.type === 'm.room.redaction' && e.redacts !== undefined) this.pduCache.delete(e.redacts);
     }
-    this.ctx.notifier.notify(lastPos);
+    this.ctx.notifier.notify(lastPos, ['event']);
     for (const listener of this.committed) {
       try {
         listener(events);

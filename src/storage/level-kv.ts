@@ -48,6 +48,11 @@ import { decodeKey, encodeKey, encodeKeyAfter, encodePrefixEndAfter } from './tu
 export interface LevelKvInit extends KvInit {
   /** Merge queued write transactions into one sync batch (default true). False: one sync batch per write(). */
   groupCommit?: boolean;
+  /**
+   * LevelDB's own memory: the block cache (`cacheSize`, default 8 MiB) and the memtable (`writeBufferSize`, default
+   * 4 MiB; up to two exist while one is being written out). The Node peer's choice is in src/node/cli.ts.
+   */
+  leveldb?: { cacheSize?: number; writeBufferSize?: number };
 }
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
@@ -566,7 +571,7 @@ async function drain<T>(it: { nextv(size: number): Promise<T[]>; close(): Promis
 /** Opens (creating if missing) a LevelDB database in the directory `init.name`. */
 export async function openLevelKv(init: LevelKvInit): Promise<LevelKv> {
   const stores = declaredStores(init.stores);
-  const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(init.name, { keyEncoding: 'view', valueEncoding: 'view' });
+  const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(init.name, { ...init.leveldb, keyEncoding: 'view', valueEncoding: 'view' });
   try {
     await db.open();
   } catch (err) {

@@ -350,15 +350,29 @@ export class WriteTxImpl extends ReadTxImpl implements WriteTx {
 
 /** A FIFO lock: `const release = await mutex.lock(); try { … } finally { release(); }`. */
 export class Mutex {
-  private tail: Promise<void> = Promise.resolve();
+  private locked = false;
+  /** Lockers waiting, first in first out; each is handed the lock directly by the release before it. */
+  private readonly waiters: Array<() => void> = [];
 
-  async lock(): Promise<() => void> {
-    let release!: () => void;
-    const next = new Promise<void>((resolve) => (release = resolve));
-    const prev = this.tail;
-    this.tail = prev.then(() => next);
-    await prev;
-    return release;
+  /** Uncontended (every sequential request), the lock is taken at once: no promise chain to wait through. */
+  lock(): Promise<() => void> {
+    if (!this.locked) {
+      this.locked = true;
+      return Promise.resolve(this.releaser());
+    }
+    return new Promise((resolve) => this.waiters.push(() => resolve(this.releaser())));
+  }
+
+  /** A release for one holder: calling it again does nothing. */
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next !== undefined) next();
+      else this.locked = false;
+    };
   }
 }
 

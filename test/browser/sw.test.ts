@@ -468,17 +468,23 @@ describe('service worker lifetime', () => {
 
 describe('storage', () => {
   it('answers a full quota with 403 M_RESOURCE_LIMIT_EXCEEDED and keeps what was stored intact', async () => {
-    const page = await newPage();
-    const status = await page.evaluate(() => globalThis.hearthTest.storageStatus());
-    expect(status.usage).toBeGreaterThan(0); // the precached app shell
+    // What a fresh profile uses (the precached app shell), measured in another context.
+    const probe = await newPage();
+    const status = await probe.evaluate(() => globalThis.hearthTest.storageStatus());
+    expect(status.usage).toBeGreaterThan(0);
     expect(status.quota).toBeGreaterThan(status.usage!);
 
-    // A small quota for this origin. Chromium applies an override to databases opened after it (and
-    // navigator.storage.estimate() does not show it), so set it before the homeserver opens its database.
+    // A small quota for this origin, set before the page loads. Chromium's IndexedDB takes the space it may use from
+    // the quota manager in advance and trusts that allotment for up to 30 s (BucketContext::GetBucketSpaceToAllot),
+    // and the worker opens its database and writes as soon as a page connects: an override set after that would
+    // only apply later. (navigator.storage.estimate() does not show the override.)
+    const page = await (await newContext()).newPage();
     const session = await cdp(page);
     const origin = app.url;
     try {
       await session.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: status.usage! + 1_500_000 });
+      await page.goto(app.url);
+      await ensureControlled(page);
       const gina = await registerUser(page, 'gina');
       const roomId = await createRoom(page, gina.token, { name: 'quota' });
       const kept = [await send(page, gina.token, roomId, 'k1', 'kept 1'), await send(page, gina.token, roomId, 'k2', 'kept 2')];
@@ -510,6 +516,67 @@ describe('storage', () => {
       await session.send('Storage.overrideQuotaForOrigin', { origin }).catch(() => undefined);
       await session.detach().catch(() => undefined);
     }
+  });
+
+  it('answers requests sent as messages (sw-fetch.ts) like fetches, statuses, aborts and all', async () => {
+    const page = await newPage();
+    const { userId, token } = await registerUser(page, 'messenger');
+    const roomId = await createRoom(page, token);
+    const r = await page.evaluate(
+      async ({ token, roomId }) => {
+        const swFetch = globalThis.hearthTest.serviceWorkerFetch;
+        const auth = { authorization: `Bearer ${token}` };
+        // The page's own fetch is off for these: only the message transport can answer.
+        const realFetch = globalThis.fetch;
+        globalThis.fetch = () => Promise.reject(new Error('fetch was used'));
+        try {
+          const room = encodeURIComponent(roomId);
+          const sent = await swFetch(`/_matrix/client/v3/rooms/${room}/send/m.room.message/m1`, {
+            method: 'PUT',
+            headers: { ...auth, 'content-type': 'application/json' },
+            body: JSON.stringify({ msgtype: 'm.text', body: 'by message' }),
+          });
+          const sentBody = await sent.json();
+          const whoami = await (await swFetch('/_matrix/client/v3/account/whoami', { headers: auth })).json();
+          const unknown = await swFetch('/_matrix/client/v3/no/such/endpoint');
+          const unknownBody = await unknown.json();
+          const badToken = await swFetch('/_matrix/client/v3/account/whoami', { headers: { authorization: 'Bearer nope' } });
+          // A long poll aborted by the client ends at once, on both sides.
+          const since = (await (await swFetch('/_matrix/client/v3/sync?timeout=0', { headers: auth })).json()).next_batch as string;
+          const ctl = new AbortController();
+          const t0 = performance.now();
+          const poll = swFetch(`/_matrix/client/v3/sync?timeout=20000&since=${since}`, { headers: auth, signal: ctl.signal });
+          setTimeout(() => ctl.abort(), 200);
+          const aborted = await poll.then(() => 'answered', (e: Error) => e.name);
+          const abortMs = performance.now() - t0;
+          return {
+            sentStatus: sent.status,
+            eventId: sentBody.event_id as string,
+            contentType: sent.headers.get('content-type'),
+            whoami: whoami.user_id as string,
+            unknown: [unknown.status, unknownBody.errcode],
+            badToken: badToken.status,
+            aborted,
+            abortMs,
+          };
+        } finally {
+          globalThis.fetch = realFetch;
+        }
+      },
+      { token, roomId },
+    );
+    expect(r.sentStatus).toBe(200);
+    expect(r.eventId).toMatch(/^\$/);
+    expect(r.contentType).toContain('application/json');
+    expect(r.whoami).toBe(userId);
+    expect(r.unknown).toEqual([404, 'M_UNRECOGNIZED']);
+    expect(r.badToken).toBe(401);
+    expect(r.aborted).toBe('AbortError');
+    expect(r.abortMs).toBeLessThan(5_000);
+    // The same homeserver stored it: a plain fetch finds the event.
+    expect((await allMessages(page, token, roomId)).map((m) => m.body)).toContain('by message');
+    // Nothing is left running in the worker (the aborted long poll ended there too).
+    await expect.poll(async () => (await swStats(page)).inFlight, { timeout: 10_000 }).toBe(0);
   });
 
   it('asks for persistent storage from the page', async () => {

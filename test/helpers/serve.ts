@@ -38,7 +38,7 @@ export interface ServedPeer {
   /** The libp2p addresses from the ready line, each ending in /p2p/<peer id> (change on restart with port 0). */
   readonly multiaddrs: string[];
   readonly dataDir: string;
-  /** Process id of the running server. */
+  /** Process id of the process that serves (from the ready line: bin/hearth.js may run the server as its child). */
   readonly pid: number;
   /** Everything the current process wrote to stderr so far. */
   stderr(): string;
@@ -54,6 +54,8 @@ export interface ServedPeer {
 
 interface Running {
   child: ChildProcess;
+  /** The serving process (the ready line's pid; the child itself when it ran the server in-process). */
+  pid: number;
   exited: Promise<ExitInfo>;
   stderr: string[];
   url: string;
@@ -151,8 +153,9 @@ function launch(dataDir: string, opts: ServeOptions): Promise<Running> {
         ready = true;
         clearTimeout(timer);
         try {
-          const info = JSON.parse(line.slice('ready '.length)) as { url: string; serverName: string; multiaddrs?: string[] };
-          done({ child, exited, stderr, url: info.url, serverName: info.serverName, multiaddrs: info.multiaddrs ?? [] });
+          const info = JSON.parse(line.slice('ready '.length)) as { url: string; serverName: string; multiaddrs?: string[]; pid?: number };
+          const pid = info.pid ?? child.pid!;
+          done({ child, pid, exited, stderr, url: info.url, serverName: info.serverName, multiaddrs: info.multiaddrs ?? [] });
         } catch (e) {
           child.kill('SIGKILL');
           fail(new Error(`unparseable ready line: ${line} (${(e as Error).message})`));
@@ -193,11 +196,16 @@ export async function startServe(opts: ServeOptions = {}): Promise<ServedPeer> {
     },
     dataDir,
     get pid() {
-      return running.child.pid!;
+      return running.pid;
     },
     stderr: () => running.stderr.join(''),
     stop: (signal = 'SIGTERM') => halt(signal),
-    kill9: () => halt('SIGKILL'),
+    // The serving process, so that it really crashes (bin/hearth.js then ends of the same signal).
+    kill9: async () => {
+      const r = running;
+      if (r.child.exitCode === null && r.child.signalCode === null) process.kill(r.pid, 'SIGKILL');
+      return r.exited;
+    },
     async restart() {
       await halt('SIGTERM');
       running = await launch(dataDir, opts);

@@ -1,6 +1,6 @@
 /**
  * Room gossip over gossipsub between three nodes on loopback: delivered to subscribed peers only, with the
- * authenticated publisher as `from`; malformed and oversize messages are dropped.
+ * peer that handed the message over (here its publisher) as `from`; malformed and oversize messages are dropped.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { roomTopic } from '../../src/net/libp2p-transport.js';
@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe('gossip', () => {
-  test('reaches the subscribed peer with the publisher as `from`, and not the peer subscribed elsewhere', async () => {
+  test('reaches the subscribed peer with the publisher (who handed it over) as `from`, and not the peer subscribed elsewhere', async () => {
     const txn = { origin: a.serverName, origin_server_ts: 1, pdus: [], edus: [{ edu_type: 'm.typing', content: {} }] };
     const sent = await a.network.transport.publishTo(ROOM, txn);
     expect(sent).toContain(b.serverName);

@@ -15,6 +15,7 @@ import { afterAll, expect, test } from 'vitest';
 import { generateSeed } from '../../src/core/crypto/ed25519.js';
 import { serverIdentityFromSeed } from '../../src/core/server-key.js';
 import type { HearthLibp2p } from '../../src/net/libp2p-transport.js';
+import { HEARTH_GOSSIPSUB } from '../../src/net/libp2p-transport.js';
 import type { Network } from '../../src/net/network.js';
 import { createNetwork } from '../../src/net/network.js';
 import { libp2pKeyFromSeed } from '../../src/net/peer-id.js';
@@ -38,7 +39,7 @@ async function relayOnlyNode(inbound: RecordingInbound, seed: Uint8Array): Promi
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, runOnLimitedConnection: true }),
+      pubsub: gossipsub({ ...HEARTH_GOSSIPSUB }),
     },
   });
   const kv = await openMemoryKv({ name: 'relay-only', stores: HOMESERVER_STORES });

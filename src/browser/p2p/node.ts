@@ -16,6 +16,7 @@ import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
 import type { HearthLibp2p } from '../../net/libp2p-transport.js';
+import { HEARTH_GOSSIPSUB } from '../../net/libp2p-transport.js';
 import { libp2pKeyFromSeed } from '../../net/peer-id.js';
 
 export interface BrowserLibp2pInit {
@@ -45,13 +46,8 @@ export async function createBrowserLibp2p(init: BrowserLibp2pInit): Promise<Hear
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub({
-        allowPublishToZeroTopicPeers: true,
-        ignoreDuplicatePublishError: true,
-        // Other browsers may be reachable only through a relay.
-        runOnLimitedConnection: true,
-        maxInboundDataLength: 5 * 1024 * 1024,
-      }),
+      // The settings the Node peers use (unsigned gossip: see HEARTH_GOSSIPSUB); a mismatch drops every message.
+      pubsub: gossipsub({ ...HEARTH_GOSSIPSUB }),
     },
   }) as unknown as Promise<HearthLibp2p>;
 }

@@ -94,6 +94,22 @@ function levelMap(v: JsonValue | undefined, version: RoomVersion): Map<string, n
  * check a new power-levels event strictly with `powerLevelsContentProblem`.
  */
 export function powerLevelsFrom(plEvent: Pdu | undefined, version: RoomVersion): PowerLevels {
+  // The auth rules read the same power-levels event for every event of a room: parse it once. A Pdu's JSON never
+  // changes and PowerLevels is read-only, so one parse per (event, version) serves every caller.
+  const key: object = plEvent ?? NO_EVENT;
+  let byVersion = parsed.get(key);
+  const hit = byVersion?.get(version);
+  if (hit !== undefined) return hit;
+  const pl = parsePowerLevels(plEvent, version);
+  if (byVersion === undefined) parsed.set(key, (byVersion = new Map()));
+  byVersion.set(version, pl);
+  return pl;
+}
+
+const NO_EVENT = {};
+const parsed = new WeakMap<object, Map<RoomVersion, PowerLevels>>();
+
+function parsePowerLevels(plEvent: Pdu | undefined, version: RoomVersion): PowerLevels {
   const c: JsonObject = plEvent?.content ?? {};
   const level = (key: PowerLevelKey, dflt: number): number => powerLevelValue(c[key], version) ?? dflt;
   return {

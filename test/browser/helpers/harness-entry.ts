@@ -5,6 +5,7 @@
 import * as sdk from 'matrix-js-sdk';
 import { ensureHomeserver, isControlled } from '../../../src/browser/register-sw.js';
 import { requestPersistentStorage, storageStatus } from '../../../src/browser/storage.js';
+import { serviceWorkerFetch } from '../../../src/browser/sw-fetch.js';
 import { openIdbKv } from '../../../src/storage/idb-kv.js';
 import * as bench from './bench-page.js';
 import { measureConcurrentWrites, measureRawBatchedWrites } from '../../../src/storage/probe.js';
@@ -58,6 +59,8 @@ export interface HearthTestGlobal {
   isControlled: typeof isControlled;
   requestPersistentStorage: typeof requestPersistentStorage;
   storageStatus: typeof storageStatus;
+  /** The message transport to the worker (src/browser/sw-fetch.ts). */
+  serviceWorkerFetch: typeof serviceWorkerFetch;
   /** Workloads of bench/browser.ts. */
   bench: typeof bench;
   /** Storage write-rate probes in the page, on a scratch database (bench/browser.ts). */
@@ -72,6 +75,7 @@ export interface HearthTestGlobal {
   isControlled,
   requestPersistentStorage,
   storageStatus,
+  serviceWorkerFetch,
   probe: { openIdbKv, measureRawBatchedWrites, measureConcurrentWrites },
   bench,
 };

@@ -171,3 +171,26 @@ describe('canonicalJson: non-JSON values', () => {
     expect(canonicalJson(o)).toBe('{"a":true,"b":1}');
   });
 });
+
+describe('canonicalJsonReusing', () => {
+  it('gives canonicalJson’s text, reusing only values that are the same', async () => {
+    const { canonicalJsonReusing, canonicalJson: cj } = await import('../../../src/core/canonical-json.js');
+    const shared = ['$a', '$b'];
+    const parts = new Map();
+    const full = { type: 'm.room.message', prev_events: shared, content: { body: 'hi', msgtype: 'm.text' }, depth: 3, 'é': 1 };
+    expect(canonicalJsonReusing(full, parts)).toBe(cj(full));
+    // Same key, another value: encoded afresh, not taken from `parts`.
+    const redacted = { type: 'm.room.message', prev_events: shared, content: {}, depth: 4, hashes: { sha256: 'x' } };
+    expect(canonicalJsonReusing(redacted, parts)).toBe(cj(redacted));
+    expect(parts.get('prev_events')?.value).toBe(shared);
+  });
+
+  it('refuses what canonicalJson refuses', async () => {
+    const { canonicalJsonReusing, CanonicalJsonError: E } = await import('../../../src/core/canonical-json.js');
+    expect(() => canonicalJsonReusing({ a: 1.5 }, new Map())).toThrow(E);
+    expect(() => canonicalJsonReusing({ a: 2 ** 60 }, new Map(), { strictIntegers: true })).toThrow(E);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = { back: cyclic };
+    expect(() => canonicalJsonReusing(cyclic, new Map())).toThrow(E);
+  });
+});

@@ -176,3 +176,28 @@ describe.each(ALL_VERSIONS)('powerLevelsContentProblem, room version $id', (vers
     }
   });
 });
+
+describe('powerLevelsFrom: one parse per event and version', () => {
+  it('reads the same event by each version’s own rules, however often it is asked', async () => {
+    const { Pdu } = await import('../../../../src/core/event.js');
+    const { roomVersion } = await import('../../../../src/core/room-versions.js');
+    const pl = new Pdu('$pl', {
+      type: 'm.room.power_levels',
+      state_key: '',
+      sender: ALICE,
+      room_id: '!r:example.org',
+      content: { ban: '60', users: { [BOB]: '70' } },
+    } as never);
+    const v9 = roomVersion('9')!;
+    const v10 = roomVersion('10')!;
+    for (let i = 0; i < 2; i++) {
+      // v9 accepts stringy integers; v10 does not (its defaults apply).
+      expect(powerLevelsFrom(pl, v9).ban).toBe(60);
+      expect(powerLevelsFrom(pl, v9).users.get(BOB)).toBe(70);
+      expect(powerLevelsFrom(pl, v10).ban).toBe(50);
+      expect(powerLevelsFrom(pl, v10).users.get(BOB)).toBeUndefined();
+      expect(powerLevelsFrom(undefined, v10).ban).toBe(50);
+    }
+    expect(powerLevelsFrom(pl, v9)).toBe(powerLevelsFrom(pl, v9));
+  });
+});
