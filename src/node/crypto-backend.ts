@@ -15,6 +15,8 @@ import type { Ed25519Backend } from '../core/crypto/ed25519.js';
 import { setEd25519Backend } from '../core/crypto/ed25519.js';
 import type { Sha256Backend } from '../core/crypto/sha256.js';
 import { setSha256Backend } from '../core/crypto/sha256.js';
+import type { ScryptBackend } from '../services/passwords.js';
+import { setScryptBackend } from '../services/passwords.js';
 
 /** DER prefixes (RFC 8410) of a PKCS#8 Ed25519 private key and an SPKI public key: the 32 key bytes follow. */
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -74,7 +76,17 @@ export const nodeSha256: Sha256Backend = (bytes) => {
 };
 
 /** Registers node:crypto with the core (the core checks each against its reference implementation first). */
+/** node:crypto's scrypt for password hashing (src/services/passwords.ts): same bytes, off the main thread. */
+export const nodeScrypt: ScryptBackend = (password, salt, { N, r, p, dkLen }) =>
+  new Promise((resolve, reject) => {
+    // maxmem: scrypt needs 128·N·r·p bytes; Node refuses anything over its 32 MiB default unless told.
+    nodeCrypto.scrypt(password, salt, dkLen, { N, r, p, maxmem: 256 * N * r * p + 1024 * 1024 }, (err, key) =>
+      err ? reject(err) : resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength)),
+    );
+  });
+
 export function installNodeCrypto(): void {
   setEd25519Backend(nodeEd25519);
   setSha256Backend(nodeSha256);
+  setScryptBackend(nodeScrypt);
 }

@@ -11,6 +11,10 @@
  * JavaScript in both hosts, where N = 2^15 already costs ~0.5 s, which would make every login and UIA step
  * sluggish on phones. OWASP's guidance (N = 2^17) assumes native code; this is the strongest cost that keeps a
  * login under ~100 ms. Argon2id in the same library measured 3–4× slower for the same memory.
+ *
+ * A host may register a native scrypt with the same parameters and output (`setScryptBackend`; the Node host
+ * registers node:crypto's, which runs in the thread pool and frees its 8 MiB table at once, where the JS one's lives
+ * until a full GC and showed in the Node peer's peak RSS).
  */
 import { scryptAsync } from '@noble/hashes/scrypt.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -45,9 +49,22 @@ function parseHash(stored: string): ParsedHash | undefined {
   return { logN, r, p, salt, hash };
 }
 
+/** scrypt as RFC 7914 defines it: the same bytes as @noble/hashes' for the same input. */
+export type ScryptBackend = (password: Uint8Array, salt: Uint8Array, params: { N: number; r: number; p: number; dkLen: number }) => Promise<Uint8Array>;
+
+let scryptBackend: ScryptBackend | undefined;
+
+/** Registers (or, with undefined, removes) a platform scrypt for password hashing. */
+export function setScryptBackend(backend: ScryptBackend | undefined): void {
+  scryptBackend = backend;
+}
+
 async function derive(password: string, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number): Promise<Uint8Array> {
   // NFC-normalise so the same password typed on different keyboards/platforms matches.
-  return scryptAsync(encoder.encode(password.normalize('NFC')), salt, { N: 2 ** logN, r, p, dkLen, asyncTick: 10 });
+  const bytes = encoder.encode(password.normalize('NFC'));
+  const params = { N: 2 ** logN, r, p, dkLen };
+  if (scryptBackend) return scryptBackend(bytes, salt, params);
+  return scryptAsync(bytes, salt, { ...params, asyncTick: 10 });
 }
 
 /** Hashes a password for storage. */

@@ -181,3 +181,31 @@ describe('SHA-256 platform backend (node:crypto)', () => {
     expect(getSha256Backend()).toBe(nodeSha256);
   });
 });
+
+describe('node:crypto scrypt for passwords', () => {
+  it('derives the same bytes as @noble/hashes, so hashes made by either verify with the other', async () => {
+    const { scryptAsync } = await import('@noble/hashes/scrypt.js');
+    const { hashPassword, setScryptBackend, verifyPassword } = await import('../../../src/services/passwords.js');
+    const { nodeScrypt } = await import('../../../src/node/crypto-backend.js');
+    const salt = utf8('NaCl');
+    const params = { N: 1024, r: 8, p: 16, dkLen: 64 };
+    // RFC 7914 §12, second vector.
+    const expected = 'fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640';
+    const native = await nodeScrypt(utf8('password'), salt, params);
+    expect(Buffer.from(native).toString('hex')).toBe(expected);
+    expect(Buffer.from(await scryptAsync(utf8('password'), salt, params)).toString('hex')).toBe(expected);
+    try {
+      setScryptBackend(nodeScrypt);
+      const byNode = await hashPassword('correct horse');
+      setScryptBackend(undefined);
+      const byNoble = await hashPassword('correct horse');
+      expect(await verifyPassword('correct horse', byNode)).toBe(true);
+      expect(await verifyPassword('wrong horse', byNode)).toBe(false);
+      setScryptBackend(nodeScrypt);
+      expect(await verifyPassword('correct horse', byNoble)).toBe(true);
+      expect(await verifyPassword('wrong horse', byNoble)).toBe(false);
+    } finally {
+      setScryptBackend(nodeScrypt);
+    }
+  });
+});
