@@ -6,7 +6,7 @@
 // name src/ files.
 //
 // Memory: `serve` and `start` run in a child Node process started with SERVER_NODE_FLAGS and SERVER_ENV (V8 reads
-// its heap sizes and glibc its arena count only when a process starts). This process only passes signals on and
+// its heap sizes and glibc its malloc settings only when a process starts). This process only passes signals on and
 // exits as the child did; the child prints its own pid in the ready line. Flags or variables the user already gave
 // (on the command line or in NODE_OPTIONS) win; HEARTH_REEXEC=0 runs everything in this process. What each setting
 // buys is measured in bench/README.md.
@@ -21,8 +21,14 @@ import { fileURLToPath } from 'node:url';
  * the last full GC before the next one (V8's own factor goes up to 4×: a heap with ~20 MB alive reached 45 MB+).
  */
 const SERVER_NODE_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=25'];
-/** Environment for the server: at most two glibc malloc arenas, not one per thread that allocates. */
-const SERVER_ENV = { MALLOC_ARENA_MAX: '2' };
+/**
+ * Environment for the server (glibc malloc): at most two arenas, not one per thread that allocates; and fixed mmap
+ * and trim thresholds (128 KiB, glibc's starting values). Otherwise freeing one big mmapped block (an 8 MiB scrypt
+ * table) raises the mmap threshold to its size and the trim threshold to twice that, so later big buffers come from
+ * the heap and freed room at its top stays mapped: ~8 MB of the bench's peak (one arena instead of two saved as
+ * much alone, nothing more with these thresholds).
+ */
+const SERVER_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
 /** Signals passed on to the server. SIGINT from a terminal reaches both processes: the server ignores the repeat. */
 const FORWARDED = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 

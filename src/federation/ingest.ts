@@ -37,7 +37,7 @@ import type { EventRecord, MemberRecord, RoomRecord, StreamEntry, UserRoomRecord
 import { STORES } from '../storage/schema.js';
 import { addStateGroup, EMPTY_STATE_GROUP, loadStateGroup } from '../storage/state-groups.js';
 import type { ServiceContext } from '../services/context.js';
-import { getRoom, pduOf, stateLookup } from '../services/event-store.js';
+import { getRoom, pduOf, putRelation, stateLookup } from '../services/event-store.js';
 import { pduFromJson } from '../core/event-id.js';
 import { roomVersion } from '../core/room-versions.js';
 import { allocatePosition } from '../services/notifier.js';
@@ -679,7 +679,7 @@ export class Ingest {
         }
         await tx.put(STORES.stream, [pos], entry);
         const rel = relationOf(pdu.content);
-        if (rel) await tx.put(STORES.relations, [rel.eventId, rel.relType, pos], id);
+        if (rel) await putRelation(tx, rel.eventId, rel.relType, pos, id);
         if (redactionTarget) await markRedacted(tx, roomId, redactionTarget, id);
       }
       await tx.put(STORES.events, [id], rec);

@@ -61,6 +61,7 @@ import {
   getEvents,
   membershipOf,
   pduOf,
+  putRelation,
   rememberRoomVersion,
   roomMembers,
   stateAt,
@@ -149,8 +150,13 @@ export interface HeadSnapshot {
 /** A room as read at the start of the pipeline: its record, extremities, and the state entries that were loaded. */
 export class RoomHead {
   private pl?: PowerLevels | null;
-  /** Events by ID (current state of the known keys; prev events in v1–v2 rooms). */
+  /**
+   * Events by ID: the current state at the keys the event needs (BASE_STATE, the sender's member event, the keys
+   * asked for, its auth events), not the whole state; prev events in v1–v2 rooms.
+   */
   readonly pdus = new Map<string, Pdu>();
+  /** IDs whose records were looked for and are not stored (read as no state, as before). */
+  readonly absent = new Set<string>();
   /** Event records `SubmitOptions.events` asked for. */
   readonly records = new Map<string, EventRecord>();
   /** User records `SubmitOptions.users` asked for. */
@@ -195,10 +201,16 @@ export class RoomHead {
     return this.snap.complete || this.snap.knownKeys.has(key);
   }
 
-  /** The current state event (type, state_key), if known and present. */
+  /**
+   * The current state event (type, state_key), if known and present. Only keys the pipeline loaded may be asked
+   * for (`SubmitOptions.state`): reading any other as "no state" could let auth pass on defaults, so that throws.
+   */
   get(type: string, key: string): Pdu | undefined {
     const id = this.snap.stateIds.get(stateKey(type, key));
-    return id === undefined ? undefined : this.pdus.get(id);
+    if (id === undefined) return undefined;
+    const pdu = this.pdus.get(id);
+    if (pdu === undefined && !this.absent.has(id)) throw new Error(`room head: the state at ${type}|${key} was not loaded`);
+    return pdu;
   }
 
   membership(userId: string): string | undefined {
@@ -368,11 +380,7 @@ export class RoomsService {
       if ('existing' in prepared) return { eventId: prepared.existing };
       const draft = prepared;
 
-      // State the auth events selection needs that is not known yet (rare: callers pass hints).
-      const needed = authStateKeysFor({ ...draft, stateKey: draft.stateKey }, head.version).map(([t, k]) => stateKey(t, k));
-      if (draft.stateKey !== undefined) needed.push(stateKey(draft.type, draft.stateKey));
-      const missing = needed.filter((k) => !head.knows(k));
-      if (missing.length > 0) await this.ctx.kv.read((tx) => this.loadState(tx, head, missing));
+      await this.ensureState(head, draft);
 
       // Sending the state that is already there changes nothing: answer with the existing event (as Synapse does).
       if (draft.stateKey !== undefined && draft.redacts === undefined) {
@@ -467,9 +475,8 @@ export class RoomsService {
     if (cached && unknownKeys.length === 0 && events.length === 0 && users.length === 0 && !opts.check) {
       // The common case (a message into a warm room) changes nothing in the snapshot: no copy.
       const head = new RoomHead(cached, true);
-      if (!this.pdusFromCache(head, this.wantedPdus(head))) {
-        await this.ctx.kv.read((tx) => this.loadPdus(tx, head, this.wantedPdus(head)));
-      }
+      const wanted = this.wantedPdus(head, keys.keys());
+      if (!this.pdusFromCache(head, wanted)) await this.ctx.kv.read((tx) => this.loadPdus(tx, head, wanted));
       return head;
     }
 
@@ -510,7 +517,7 @@ export class RoomsService {
       });
       users.forEach((u, i) => head.users.set(u, userRecs[i]));
       // Second round trip, when the cache lacks them: the events behind the state IDs (and v1–v2 prev events).
-      const wanted = this.wantedPdus(head);
+      const wanted = this.wantedPdus(head, keys.keys());
       if (!this.pdusFromCache(head, wanted)) await this.loadPdus(tx, head, wanted);
       await opts.check?.(tx, head);
       return head;
@@ -522,18 +529,41 @@ export class RoomsService {
     return head;
   }
 
-  /** Event IDs whose PDUs the build needs: the known current state, and v1–v2 prev events (hashes). */
-  private wantedPdus(head: RoomHead): string[] {
-    const ids = [...head.stateIds.values()];
+  /**
+   * Event IDs whose PDUs `prepare` and the build need: the current state at `keys` (not all of it: a big room's
+   * member events would be read or copied for every event), and v1–v2 prev events (hashes).
+   */
+  private wantedPdus(head: RoomHead, keys: Iterable<StateKey>): string[] {
+    const ids: string[] = [];
+    for (const k of keys) {
+      const id = head.stateIds.get(k);
+      if (id !== undefined) ids.push(id);
+    }
     if (head.version.eventIdFormat === 'server') ids.push(...head.extremities.slice(0, MAX_PREV_EVENTS));
     return ids;
+  }
+
+  /**
+   * After `prepare`: the state the draft's auth events selection needs, and its own key (prev_content, unchanged
+   * state), known and loaded — from the cache, else one read transaction (rare: callers pass hints).
+   */
+  private async ensureState(head: RoomHead, draft: Draft): Promise<void> {
+    const needed = authStateKeysFor({ ...draft, stateKey: draft.stateKey }, head.version).map(([t, k]) => stateKey(t, k));
+    if (draft.stateKey !== undefined) needed.push(stateKey(draft.type, draft.stateKey));
+    const unknownKeys = needed.filter((k) => !head.knows(k));
+    const ids = this.wantedPdus(head, needed).filter((id) => !head.absent.has(id));
+    if (unknownKeys.length === 0 && this.pdusFromCache(head, ids)) return;
+    await this.ctx.kv.read(async (tx) => {
+      if (unknownKeys.length > 0) await this.loadState(tx, head, unknownKeys);
+      await this.loadPdus(tx, head, ids);
+    });
   }
 
   /** Fills `head.pdus` from the cache; false when some are not cached. */
   private pdusFromCache(head: RoomHead, ids: readonly string[]): boolean {
     let all = true;
     for (const id of ids) {
-      if (head.pdus.has(id)) continue;
+      if (head.pdus.has(id) || head.absent.has(id)) continue;
       const cached = this.pduCache.get(id);
       if (cached) head.pdus.set(id, cached);
       else all = false;
@@ -563,12 +593,15 @@ export class RoomsService {
   /** Fills `head.pdus` from the cache, then one getMany for the rest. */
   private async loadPdus(tx: ReadTx, head: RoomHead, ids: readonly string[]): Promise<void> {
     this.pdusFromCache(head, ids);
-    const missing = ids.filter((id) => !head.pdus.has(id));
+    const missing = ids.filter((id) => !head.pdus.has(id) && !head.absent.has(id));
     if (missing.length === 0) return;
     const recs = await getEvents(tx, missing);
     missing.forEach((id, i) => {
       const r = recs[i];
-      if (!r) return;
+      if (!r) {
+        head.absent.add(id);
+        return;
+      }
       const pdu = pduOf({ ...r, eventId: r.eventId ?? id }, head.version);
       head.pdus.set(id, pdu);
       this.pduCache.set(id, pdu);
@@ -656,7 +689,7 @@ export class RoomsService {
       if (sk !== undefined) await tx.put(STORES.currentState, [roomId, pdu.type, sk], pdu.eventId);
 
       const rel = relationOf(pdu.content);
-      if (rel) await tx.put(STORES.relations, [rel.eventId, rel.relType, pos], pdu.eventId);
+      if (rel) await putRelation(tx, rel.eventId, rel.relType, pos, pdu.eventId);
       if (pdu.type === 'm.room.redaction' && pdu.redacts !== undefined) await this.markRedacted(tx, roomId, pdu);
       if (txn) {
         const rec: TxnRecord = { eventId: pdu.eventId };
@@ -739,10 +772,7 @@ export class RoomsService {
     return this.locks.run(roomId, async () => {
       const head = await this.readHead(roomId, opts);
       const draft = prepare(head);
-      const needed = authStateKeysFor({ ...draft, stateKey: draft.stateKey }, head.version).map(([t, k]) => stateKey(t, k));
-      if (draft.stateKey !== undefined) needed.push(stateKey(draft.type, draft.stateKey));
-      const missing = needed.filter((k) => !head.knows(k));
-      if (missing.length > 0) await this.ctx.kv.read((tx) => this.loadState(tx, head, missing));
+      await this.ensureState(head, draft);
       const pdu = await this.build(head, draft);
       const result = authorize(pdu, { get: (t, k) => head.get(t, k) }, head.version);
       if (!result.ok) throw forbidden(result.reason);

@@ -47,6 +47,7 @@ import {
   getEvent,
   getEvents,
   getRoom,
+  mayHaveRelations,
   membershipOf,
   stateAt,
   stateLookup,
@@ -382,12 +383,13 @@ export async function bundleAggregations(
 ): Promise<void> {
   const candidates = pairs.filter(([rec]) => typeof rec.json.state_key !== 'string' && !rec.redactedBy);
   if (candidates.length === 0) return;
-  // One cheap probe per event: most have no children at all.
-  const probes = await Promise.all(
-    candidates.map(([rec]) => tx.range<string>(STORES.relations, { prefix: [rec.eventId], limit: 1 })),
+  // Most events have no children: one batched point read of the parent markers finds the few that may.
+  const marked = await mayHaveRelations(
+    tx,
+    candidates.map(([rec]) => rec.eventId),
   );
   for (let i = 0; i < candidates.length; i++) {
-    if (probes[i].length === 0) continue;
+    if (!marked[i]) continue;
     const [rec, ev] = candidates[i];
     const relations: JsonObject = {};
     for (const relType of BUNDLED) {
@@ -739,7 +741,8 @@ export class TimelineService {
         const rows: Array<[number, string]> = [];
         for (const id of frontier) {
           const r = await tx.range<string>(STORES.relations, { prefix: o.relType === undefined ? [id] : [id, o.relType] });
-          for (const [key, childId] of r) rows.push([Number(key[2]), childId]);
+          // Skip the parent marker [id] (putRelation): children have [id, relType, pos].
+          for (const [key, childId] of r) if (key.length > 2) rows.push([Number(key[2]), childId]);
         }
         const recs = await getEvents(
           tx,

@@ -61,7 +61,7 @@ export const STORES = {
   roomAliases: 'room_aliases',
   /** [roomId] → { visibility: 'public' } — rooms published in the directory */
   publicRooms: 'public_rooms',
-  /** [relatedEventId, relType, pos] → eventId — relations (m.relates_to) of stored events */
+  /** [relatedEventId, relType, pos] → eventId — relations (m.relates_to) of stored events; [relatedEventId] → true marks a parent */
   relations: 'relations',
   /** [userId, deviceId, pos] → ToDeviceRecord */
   toDevice: 'to_device',
@@ -100,4 +100,11 @@ export const HOMESERVER_STORES: readonly string[] = Object.values(STORES);
  * The homeserver's schema migrations (migrations.ts): append-only, index = schema version. Every host runs them
  * once after opening its storage (the service worker on each start; a no-op when up to date).
  */
-export const HOMESERVER_MIGRATIONS: readonly Migration[] = [];
+export const HOMESERVER_MIGRATIONS: readonly Migration[] = [
+  // 1: relations get a parent marker [relatedEventId] → true (putRelation in src/services/event-store.ts).
+  async (tx) => {
+    const parents = new Set<string>();
+    for (const [key] of await tx.range(STORES.relations)) if (key.length > 1) parents.add(String(key[0]));
+    for (const id of parents) await tx.put(STORES.relations, [id], true);
+  },
+];

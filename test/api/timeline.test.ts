@@ -4,6 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Homeserver } from '../../src/homeserver.js';
+import { createHomeserver } from '../../src/homeserver.js';
+import { META_STORE } from '../../src/storage/kv.js';
+import { openMemoryKv } from '../../src/storage/memory-kv.js';
+import { HOMESERVER_STORES, STORES } from '../../src/storage/schema.js';
 import { call, newHomeserver } from '../helpers/homeserver.js';
 import type { TestUser } from '../helpers/users.js';
 import { newUser } from '../helpers/users.js';
@@ -461,8 +465,8 @@ describe('GET /rooms/{roomId}/timestamp_to_event', () => {
 });
 
 describe('GET /rooms/{roomId}/relations/{eventId}', () => {
-  async function threadedRoom() {
-    const hs = await newHomeserver();
+  async function threadedRoom(hs?: Homeserver) {
+    hs ??= await newHomeserver();
     const alice = await newUser(hs);
     const bob = await newUser(hs);
     const room = await newRoom(hs, alice, { preset: 'public_chat' });
@@ -534,6 +538,28 @@ describe('GET /rooms/{roomId}/relations/{eventId}', () => {
       }
       expect(got).toEqual(dir === 'b' ? order : [...order].reverse());
     }
+  });
+
+  it('bundles relations stored before parent markers existed, once the schema migration has run', async () => {
+    const kv = await openMemoryKv({ name: 'relations-before-markers', stores: HOMESERVER_STORES });
+    const first = await createHomeserver({ kv }, {});
+    const { bob, room, root, t2 } = await threadedRoom(first);
+    const rootRelations = async (hs: Homeserver) =>
+      (await messages(hs, bob, room, { dir: 'b', limit: 50 })).body.chunk.find((e: any) => e.event_id === root).unsigned['m.relations'];
+    expect((await rootRelations(first))['m.thread'].count).toBe(2);
+    // The database as a build without markers left it: children indexed, no [parent] rows, schema version 0.
+    await kv.write(async (tx) => {
+      for (const [key] of await tx.range(STORES.relations)) if (key.length === 1) await tx.delete(STORES.relations, key);
+      await tx.put(META_STORE, ['schemaVersion'], 0);
+    });
+    expect(await rootRelations(first)).toBeUndefined();
+    await first.stop();
+    const second = await createHomeserver({ kv }, {});
+    const rels = await rootRelations(second);
+    expect(rels['m.thread'].count).toBe(2);
+    expect(rels['m.thread'].latest_event.event_id).toBe(t2);
+    expect(rels['m.replace']).toBeDefined();
+    await second.stop();
   });
 
   it('bundles thread, edit and reference aggregations into /messages', async () => {

@@ -1,6 +1,6 @@
 /**
  * bin/hearth.js runs `serve`/`start` in a child Node process with the memory settings V8 and glibc read only at
- * start-up (--max-semi-space-size, --heap-growing-percent, MALLOC_ARENA_MAX), and stands in for it: signals go
+ * start-up (--max-semi-space-size, --heap-growing-percent, glibc's MALLOC_* tunables), and stands in for it: signals go
  * through, the exit code and a fatal signal come back, and the server does not outlive it. These tests read /proc.
  */
 import { spawn } from 'node:child_process';
@@ -94,13 +94,18 @@ async function gone(pid: number, withinMs: number): Promise<boolean> {
   return false;
 }
 
+/** The malloc tunables bin/hearth.js sets, unset (so that the test's own environment does not decide). */
+const NO_MALLOC_ENV = { MALLOC_ARENA_MAX: undefined, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined };
+
 describe('bin/hearth.js: the server process and its memory settings', () => {
-  it('serves from a child started with its V8 heap flags and MALLOC_ARENA_MAX=2', async () => {
-    const s = await start({ env: { HEARTH_REEXEC: undefined, MALLOC_ARENA_MAX: undefined } });
+  it('serves from a child started with its V8 heap flags and glibc malloc settings', async () => {
+    const s = await start({ env: { HEARTH_REEXEC: undefined, ...NO_MALLOC_ENV } });
     expect(s.pid).not.toBe(s.child.pid);
     expect(parentOf(s.pid)).toBe(s.child.pid);
     expect(cmdline(s.pid)).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--heap-growing-percent=25']));
-    expect(environ(s.pid)).toContain('MALLOC_ARENA_MAX=2');
+    expect(environ(s.pid)).toEqual(
+      expect.arrayContaining(['MALLOC_ARENA_MAX=2', 'MALLOC_MMAP_THRESHOLD_=131072', 'MALLOC_TRIM_THRESHOLD_=131072']),
+    );
     expect((await fetch(`${s.url}/_matrix/client/versions`)).status).toBe(200);
 
     // SIGTERM to the process that was started reaches the server, which stops cleanly: exit 0 comes back.
@@ -127,9 +132,18 @@ describe('bin/hearth.js: the server process and its memory settings', () => {
   });
 
   it('serves in-process when the settings are given already, or with HEARTH_REEXEC=0', async () => {
-    const given = await start({ nodeArgs: ['--max-semi-space-size=2', '--heap-growing-percent=50'], env: { MALLOC_ARENA_MAX: '4' } });
+    const given = await start({
+      nodeArgs: ['--max-semi-space-size=2', '--heap-growing-percent=50'],
+      env: { MALLOC_ARENA_MAX: '4', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '65536' },
+    });
     expect(given.pid).toBe(given.child.pid);
     expect(cmdline(given.pid)).toContain('--max-semi-space-size=2');
+    expect(environ(given.pid)).toContain('MALLOC_ARENA_MAX=4');
+
+    // One setting missing: a child again, with that one added and the user's others kept.
+    const partly = await start({ env: { HEARTH_REEXEC: undefined, ...NO_MALLOC_ENV, MALLOC_ARENA_MAX: '4' } });
+    expect(partly.pid).not.toBe(partly.child.pid);
+    expect(environ(partly.pid)).toEqual(expect.arrayContaining(['MALLOC_ARENA_MAX=4', 'MALLOC_MMAP_THRESHOLD_=131072']));
 
     const off = await start({ env: { HEARTH_REEXEC: '0' } });
     expect(off.pid).toBe(off.child.pid);
