@@ -31,6 +31,7 @@ import type { EventRecord, MemberRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import type { ServiceContext } from './context.js';
 import { currentStateEvents, getEvents, getRoom, membershipOf, roomMembers } from './event-store.js';
+import type { PublicRoomsChunk } from './directory.js';
 
 /** Largest page, also the page size when the client gives none (Synapse's MAX_ROOMS). */
 export const MAX_HIERARCHY_LIMIT = 50;
@@ -47,17 +48,7 @@ export const MAX_VIA_SERVERS = 3;
 const SPACE = 'm.space';
 
 /** A room's summary (definitions/room_summary.yaml), without `children_state`. */
-export interface RoomSummary {
-  room_id: string;
-  num_joined_members: number;
-  world_readable: boolean;
-  guest_can_join: boolean;
-  name?: string;
-  topic?: string;
-  canonical_alias?: string;
-  avatar_url?: string;
-  join_rule?: string;
-  room_type?: string;
+export interface RoomSummary extends PublicRoomsChunk {
   allowed_room_ids?: string[];
   encryption?: string;
   room_version?: string;
