@@ -16,11 +16,10 @@ import { isValidRoomId, isValidServerName } from '../core/identifiers.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isJsonObject } from '../core/json.js';
 import type { ReadTx, WriteTx } from '../storage/kv.js';
-import type { EventRecord } from '../storage/records.js';
 import { STORES } from '../storage/schema.js';
 import { canChangeRoomListing } from './aliases.js';
 import type { ServiceContext } from './context.js';
-import { getEvents, getRoom, joinedMembers } from './event-store.js';
+import { currentStateContents, getRoom, joinedMembers } from './event-store.js';
 
 /** public_rooms: [roomId] → PublicRoomRecord */
 export interface PublicRoomRecord {
@@ -84,7 +83,7 @@ function str(v: JsonValue | undefined): string | undefined {
 }
 
 /** The plain-text topic: an `m.topic` text/plain representation, else the `topic` string (m.room.topic). */
-function plainTopic(content: JsonObject): string | undefined {
+export function plainTopic(content: JsonObject): string | undefined {
   const rich = content['m.topic'];
   if (isJsonObject(rich) && Array.isArray(rich['m.text'])) {
     for (const t of rich['m.text']) {
@@ -98,24 +97,10 @@ function plainTopic(content: JsonObject): string | undefined {
 
 /** A directory entry for each room, reading their summary state in two batched reads. */
 async function summaries(tx: ReadTx, roomIds: readonly string[]): Promise<PublicRoomsChunk[]> {
-  const keys = roomIds.flatMap((r) => SUMMARY_TYPES.map((t) => [r, t, ''] as const));
-  const ids = await tx.getMany<string>(STORES.currentState, keys);
-  const present = ids.filter((x): x is string => x !== undefined);
-  const recs = await getEvents(tx, present);
-  const byId = new Map<string, EventRecord>();
-  present.forEach((id, i) => {
-    const r = recs[i];
-    if (r) byId.set(id, r);
-  });
+  const contents = await currentStateContents(tx, roomIds, SUMMARY_TYPES);
   const out: PublicRoomsChunk[] = [];
   for (let i = 0; i < roomIds.length; i++) {
-    const content = (t: number): JsonObject => {
-      const id = ids[i * SUMMARY_TYPES.length + t];
-      const rec = id === undefined ? undefined : byId.get(id);
-      // A redacted event shows nothing of what it said.
-      return rec && !rec.redactedBy && isJsonObject(rec.json.content) ? rec.json.content : {};
-    };
-    const [name, topic, canonical, avatar, joinRules, hv, guest, create] = SUMMARY_TYPES.map((_, t) => content(t));
+    const [name, topic, canonical, avatar, joinRules, hv, guest, create] = contents[i];
     const entry: PublicRoomsChunk = {
       room_id: roomIds[i],
       num_joined_members: (await joinedMembers(tx, roomIds[i])).length,

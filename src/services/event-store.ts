@@ -187,6 +187,32 @@ export async function currentStateEvents(tx: ReadTx, roomId: string, type?: stri
   return records.filter((r): r is EventRecord => r !== undefined);
 }
 
+/**
+ * The contents of the current state events (type, state_key '') of `types` in each of `roomIds`, in two batched
+ * reads: `result[room][type index]`, `{}` where the event is absent or redacted (a redacted event shows nothing of
+ * what it said). For room summaries (directory, space hierarchy).
+ */
+export async function currentStateContents(tx: ReadTx, roomIds: readonly string[], types: readonly string[]): Promise<JsonObject[][]> {
+  const ids = await tx.getMany<string>(
+    STORES.currentState,
+    roomIds.flatMap((r) => types.map((t) => [r, t, ''] as const)),
+  );
+  const present = ids.filter((x): x is string => x !== undefined);
+  const recs = await getEvents(tx, present);
+  const byId = new Map<string, EventRecord>();
+  present.forEach((id, i) => {
+    const r = recs[i];
+    if (r) byId.set(id, r);
+  });
+  return roomIds.map((_, room) =>
+    types.map((_, t) => {
+      const id = ids[room * types.length + t];
+      const rec = id === undefined ? undefined : byId.get(id);
+      return rec && !rec.redactedBy && isJsonObject(rec.json.content) ? rec.json.content : {};
+    }),
+  );
+}
+
 /** The full state of a state group (historical state). */
 export async function stateAt(tx: ReadTx, groupId: number): Promise<StateMap> {
   return loadStateGroup(tx, groupId);

@@ -27,11 +27,12 @@ import { isJsonObject } from '../core/json.js';
 import { roomVersion } from '../core/room-versions.js';
 import type { RoomVersion } from '../core/room-versions.js';
 import type { ReadTx } from '../storage/kv.js';
-import type { EventRecord, MemberRecord } from '../storage/records.js';
-import { STORES } from '../storage/schema.js';
+import type { MemberRecord } from '../storage/records.js';
 import type { ServiceContext } from './context.js';
-import { currentStateEvents, getEvents, getRoom, membershipOf, roomMembers } from './event-store.js';
+import { currentStateContents, currentStateEvents, getRoom, membershipOf, roomMembers } from './event-store.js';
 import type { PublicRoomsChunk } from './directory.js';
+import { plainTopic } from './directory.js';
+import { domainOf } from './rooms.js';
 
 /** Largest page, also the page size when the client gives none (Synapse's MAX_ROOMS). */
 export const MAX_HIERARCHY_LIMIT = 50;
@@ -134,21 +135,6 @@ function str(v: JsonValue | undefined): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-export function serverOf(userId: string): string {
-  return userId.slice(userId.indexOf(':') + 1);
-}
-
-/** The plain-text topic: an `m.topic` text/plain representation, else the `topic` string. */
-function plainTopic(content: JsonObject): string | undefined {
-  const rich = content['m.topic'];
-  if (isJsonObject(rich) && Array.isArray(rich['m.text'])) {
-    for (const t of rich['m.text']) {
-      if (isJsonObject(t) && typeof t.body === 'string' && (t.mimetype === undefined || t.mimetype === 'text/plain')) return t.body;
-    }
-  }
-  return str(content.topic);
-}
-
 /** A valid `order`: at most 50 characters, each between \x20 and \x7E (m.space.child). */
 function validOrder(v: JsonValue | undefined): string | undefined {
   return typeof v === 'string' && v.length <= 50 && /^[\x20-\x7E]*$/.test(v) ? v : undefined;
@@ -208,22 +194,7 @@ export async function readLocalRoom(
   const room = await getRoom(tx, roomId);
   if (!room) return undefined;
   const version = roomVersion(room.version);
-  const ids = await tx.getMany<string>(
-    STORES.currentState,
-    SUMMARY_TYPES.map((t) => [roomId, t, '']),
-  );
-  const present = ids.filter((x): x is string => x !== undefined);
-  const recs = await getEvents(tx, present);
-  const byId = new Map<string, EventRecord>();
-  present.forEach((id, i) => {
-    const r = recs[i];
-    if (r) byId.set(id, r);
-  });
-  const [create, name, topic, canonical, avatar, joinRules, hv, guest, encryption] = ids.map((id): JsonObject => {
-    const rec = id === undefined ? undefined : byId.get(id);
-    // A redacted event shows nothing of what it said.
-    return rec && !rec.redactedBy && isJsonObject(rec.json.content) ? rec.json.content : {};
-  });
+  const [[create, name, topic, canonical, avatar, joinRules, hv, guest, encryption]] = await currentStateContents(tx, [roomId], SUMMARY_TYPES);
   const members = await roomMembers(tx, roomId);
   const summary: RoomSummary = {
     room_id: roomId,
@@ -235,7 +206,7 @@ export async function readLocalRoom(
     if (v !== undefined) summary[k] = v;
   };
   set('name', str(name.name));
-  set('topic', plainTopic(topic));
+  set('topic', plainTopic(topic) || undefined);
   set('canonical_alias', str(canonical.alias));
   set('avatar_url', str(avatar.url));
   const rule = str(joinRules.join_rule);
@@ -261,7 +232,7 @@ export async function readLocalRoom(
     allowedRoomIds,
     children,
     members,
-    hostJoined: members.some(([u, m]) => m.membership === 'join' && serverOf(u) === serverName),
+    hostJoined: members.some(([u, m]) => m.membership === 'join' && domainOf(u) === serverName),
   };
 }
 
@@ -281,7 +252,7 @@ async function inAnyRoom(tx: ReadTx, roomIds: readonly string[], viewer: Viewer)
       if ((await membershipOf(tx, r, viewer.userId))?.membership === 'join') return true;
     } else {
       const members = await roomMembers(tx, r);
-      if (members.some(([u, m]) => m.membership === 'join' && serverOf(u) === viewer.server)) return true;
+      if (members.some(([u, m]) => m.membership === 'join' && domainOf(u) === viewer.server)) return true;
     }
   }
   return false;
@@ -295,7 +266,7 @@ async function inAnyRoom(tx: ReadTx, roomIds: readonly string[], viewer: Viewer)
 export async function mayViewLocalRoom(tx: ReadTx, room: LocalRoom, viewer: Viewer): Promise<boolean> {
   if (openJoinRule(room.joinRule, room.version)) return true;
   if (room.summary.world_readable) return true;
-  const own = 'userId' in viewer ? (u: string) => u === viewer.userId : (u: string) => serverOf(u) === viewer.server;
+  const own = 'userId' in viewer ? (u: string) => u === viewer.userId : (u: string) => domainOf(u) === viewer.server;
   if (room.members.some(([u, m]) => own(u) && (m.membership === 'join' || m.membership === 'invite'))) return true;
   const restricted =
     (room.joinRule === 'restricted' && room.version?.restrictedJoinRule === true) ||
