@@ -149,6 +149,8 @@ export async function measureSendToSync(rounds: number, warmup: number, opts: Se
     await follower.stop(async () => void (await send('done')));
     const result: SendToSync = { arrival: stats(arrival), sendAnswered: stats(answered), cpuMsPerOp: { a: perOp(0), b: perOp(1) } };
     if (trace) {
+      // The peers write their marks in batches (trace.ts batchedTraceSink, every 100 ms).
+      await new Promise((r) => setTimeout(r, 300));
       const marks = new Map<string, Map<string, number>>();
       for (const p of peers) traceMarks(p.stderr(), marks);
       const byStage = new Map<string, number[]>();

@@ -3,7 +3,7 @@
 // none of the files it was built from has changed since; otherwise the TypeScript sources through tsx, polyfills
 // first (a clean clone, or sources being edited). The bundle spares tsx's loader thread and compilation: ~40 MB of
 // RSS and most of the start-up time. HEARTH_FROM_SOURCE=1 forces the sources; so does --cpu-prof, so that profiles
-// name src/ files.
+// name src/ files (unless HEARTH_FROM_SOURCE=0).
 //
 // Memory: `serve` and `start` run in a child Node process started with SERVER_NODE_FLAGS and SERVER_ENV (V8 reads
 // its heap sizes and glibc its malloc settings only when a process starts). This process only passes signals on and
@@ -16,17 +16,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * V8 options for the server: a 4 MiB semi-space (young generation ≤ 8 MiB instead of up to 32 MiB; 1 MiB saves ~10 MB
- * more but costs ~30 % CPU per message in scavenges), and an old generation allowed to grow 25 % past what survived
- * the last full GC before the next one (V8's own factor goes up to 4×: a heap with ~20 MB alive reached 45 MB+).
+ * V8 options for the server: a 4 MiB semi-space (young generation ≤ 8 MiB instead of up to 32 MiB; 2 MiB saves ~4 MiB
+ * more, sends cost the same, but join, createRoom and /messages ~20–30 % more CPU; 1 MiB costs ~30 % CPU per message
+ * in scavenges), and an old generation allowed to grow 25 % past what survived the last full GC before the next one
+ * (V8's own factor goes up to 4×: a heap with ~20 MB alive reached 45 MB+).
  */
 const SERVER_NODE_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=25'];
 /**
  * Environment for the server (glibc malloc): at most two arenas, not one per thread that allocates; and fixed mmap
  * and trim thresholds (128 KiB, glibc's starting values). Otherwise freeing one big mmapped block (an 8 MiB scrypt
  * table) raises the mmap threshold to its size and the trim threshold to twice that, so later big buffers come from
- * the heap and freed room at its top stays mapped: ~8 MB of the bench's peak (one arena instead of two saved as
- * much alone, nothing more with these thresholds).
+ * the heap and freed room at its top stays mapped: ~8 MB of the bench's peak. (One arena: no steady gain at the peak,
+ * and /messages paid ~15 % more CPU, bench/README.md.)
  */
 const SERVER_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
 /** Signals passed on to the server. SIGINT from a terminal reaches both processes: the server ignores the repeat. */
@@ -94,8 +95,11 @@ function guardAgainstOrphaning() {
   process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 }
 
+// HEARTH_FROM_SOURCE=0 keeps a fresh bundle even under --cpu-prof (a profile of the code as shipped, bundle names).
 const fromSource =
-  process.env.HEARTH_FROM_SOURCE === '1' || process.execArgv.some((a) => a.startsWith('--cpu-prof')) || !bundleIsFresh();
+  process.env.HEARTH_FROM_SOURCE === '1' ||
+  (process.env.HEARTH_FROM_SOURCE !== '0' && process.execArgv.some((a) => a.startsWith('--cpu-prof'))) ||
+  !bundleIsFresh();
 let main;
 if (fromSource) {
   const { register } = await import('tsx/esm/api');

@@ -75,6 +75,33 @@ export const NODE_BUNDLE = join(root, 'dist/node/hearth.js');
 export const NODE_BUNDLE_INPUTS = join(root, 'dist/node/inputs.json');
 
 /**
+ * libp2p's peer store sorts multiaddrs, protocol IDs and metadata keys with `String.prototype.localeCompare`, only to
+ * get a stable order of ASCII strings. The first call makes V8 open ICU's root collator: ~2.5 MiB of RSS (collation
+ * tables in the node binary's read-only data, and their heap) in a server that never collates text. In the Node
+ * bundle those comparisons compare UTF-16 code units instead (a total order as well; the order only matters inside
+ * this peer's own store). A warning when a listed file has a `localeCompare` left that the rewrite did not match
+ * (a libp2p upgrade changed it): the bundle still works, it only pays the 2.5 MiB again.
+ */
+const LOCALE_COMPARE_FILES = /node_modules[\\/]@libp2p[\\/](peer-store|peer-record)[\\/]dist[\\/].*\.js$/;
+/** `A.localeCompare(B)` where A and B are names, property chains and no-argument calls (`a.multiaddr.toString()`). */
+const LOCALE_COMPARE_CALL = /([\w$]+(?:\.[\w$]+(?:\(\))?)*)\.localeCompare\(([\w$]+(?:\.[\w$]+(?:\(\))?)*)\)/g;
+const codeUnitCompare = {
+  name: 'hearth-code-unit-compare',
+  setup(build) {
+    build.onLoad({ filter: LOCALE_COMPARE_FILES }, async (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      if (!source.includes('localeCompare')) return undefined;
+      const contents = source.replace(LOCALE_COMPARE_CALL, '__hearthCompare($1, $2)');
+      const warnings = contents.includes('.localeCompare(')
+        ? [{ text: `localeCompare left in ${relative(root, args.path)} (ICU's collator gets loaded)` }]
+        : [];
+      const helper = 'const __hearthCompare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);\n';
+      return { contents: helper + contents, loader: 'js', warnings };
+    });
+  },
+};
+
+/**
  * Bundles the Node peer into dist/node/hearth.js: one file instead of the ~600 modules Node would otherwise load
  * through tsx, whose loader thread and TypeScript compilation cost ~40 MB of RSS and most of the start-up time.
  * classic-level stays external (its native addon is found relative to its own package). esbuild comes with tsx (a
@@ -98,6 +125,7 @@ export async function buildNode({ quiet = false } = {}) {
     target: 'node20',
     outfile: NODE_BUNDLE,
     external: ['classic-level'],
+    plugins: [codeUnitCompare],
     // CommonJS dependencies (ws, …) call require() for Node built-ins, which an ES module has not got.
     banner: { js: "import { createRequire as __hearthRequire } from 'node:module';\nconst require = __hearthRequire(import.meta.url);" },
     legalComments: 'none',

@@ -9,6 +9,7 @@
  */
 import { createHomeserver } from '../src/homeserver.js';
 import type { Homeserver } from '../src/homeserver.js';
+import type { PlainResponse } from '../src/api/router.js';
 import type { FederationTransport } from '../src/federation/transport.js';
 import type { Logger } from '../src/services/context.js';
 import { openIdbKv } from '../src/storage/idb-kv.js';
@@ -70,7 +71,7 @@ export class HomeserverHost {
   private running?: Promise<Running>;
   private state: HostStats['state'] = 'idle';
   /** Requests being served → their abort controller and whether they are a long poll (/sync). */
-  private readonly inFlight = new Map<Promise<Response>, [AbortController, boolean]>();
+  private readonly inFlight = new Map<Promise<unknown>, [AbortController, boolean]>();
   private draining = false;
   private served = 0;
   private servingMs = 0;
@@ -134,23 +135,33 @@ export class HomeserverHost {
 
   /** Answers one `/_matrix` (or `/.well-known/matrix`) request. Never rejects. */
   async fetch(request: Request): Promise<Response> {
+    const longPoll = request.method === 'GET' && new URL(request.url).pathname.endsWith('/sync');
+    const answer = await this.serve(longPoll, request.signal, (hs, signal) =>
+      hs.fetch(signal === request.signal ? request : new Request(request, { signal })),
+    );
+    return answer instanceof Error ? this.unavailable(answer) : answer;
+  }
+
+  /**
+   * Runs one request on the homeserver: starts it if needed, tracks the request for stats and hand-over, and gives
+   * a /sync long poll a signal we can abort (it then answers at once with what it has); other requests run to their
+   * end. While draining, long polls answer at once. Resolves to the start-up failure instead of rejecting.
+   */
+  private async serve<T>(longPoll: boolean, signal: AbortSignal | undefined, run: (hs: Homeserver, signal: AbortSignal | undefined) => Promise<T>): Promise<T | Error> {
     let running: Running;
     try {
       running = await this.ready();
     } catch (e) {
-      return this.unavailable(e);
+      return e instanceof Error ? e : new Error(String(e));
     }
-    // A /sync long poll gets a signal we can abort (it then answers at once with what it has); other requests run
-    // to their end. While draining, long polls answer at once.
     const ctl = new AbortController();
-    let req = request;
-    const longPoll = request.method === 'GET' && new URL(request.url).pathname.endsWith('/sync');
+    let sig = signal;
     if (longPoll) {
       if (this.draining) ctl.abort();
-      req = new Request(request, { signal: AbortSignal.any([request.signal, ctl.signal]) });
+      sig = signal ? AbortSignal.any([signal, ctl.signal]) : ctl.signal;
     }
     const t0 = performance.now();
-    const answer = running.hs.fetch(req);
+    const answer = run(running.hs, sig);
     this.inFlight.set(answer, [ctl, longPoll]);
     try {
       return await answer;
@@ -164,7 +175,9 @@ export class HomeserverHost {
   /**
    * Answers one request that came as a `hearth:request` message (src/browser/sw-fetch.ts) instead of a fetch: a
    * page ↔ worker round trip by message costs a fraction of a fetch's (no network-stack request, no response data
-   * pipe). The answer goes to `port`; an `{ type: 'abort' }` on the port aborts the request. Never rejects.
+   * pipe). It is served as plain data (`hs.handle`): no Request, Headers or Response objects and no body streams on
+   * this side, and a text answer goes back as the string it is. The answer goes to `port`; an `{ type: 'abort' }`
+   * on the port aborts the request. Never rejects.
    */
   async serveMessage(msg: RequestMessage, port: MessagePort): Promise<void> {
     const ctl = new AbortController();
@@ -173,18 +186,25 @@ export class HomeserverHost {
     };
     // Tell the page we have it: without this word it sends the request by fetch instead (sw-fetch.ts).
     port.postMessage({ type: 'accepted' } satisfies ResponseMessage);
-    let reply: ResponseMessage;
     try {
-      const request = new Request(msg.url, {
-        method: msg.method,
-        headers: msg.headers,
-        body: msg.body ?? undefined,
-        signal: ctl.signal,
-      });
-      const res = await this.fetch(request);
-      const body = await res.arrayBuffer();
-      reply = { status: res.status, statusText: res.statusText, headers: [...res.headers], body };
-      port.postMessage(reply, [body]);
+      const url = new URL(msg.url);
+      const method = msg.method.toUpperCase();
+      // As `Headers.get` would show them: lower-case names, a repeated header's values joined with ", ".
+      const headers: Record<string, string> = {};
+      for (const [name, value] of msg.headers) {
+        const k = name.toLowerCase();
+        headers[k] = headers[k] === undefined ? value : `${headers[k]}, ${value}`;
+      }
+      const body = method === 'GET' || method === 'HEAD' ? null : msg.body === null ? null : typeof msg.body === 'string' ? msg.body : new Uint8Array(msg.body);
+      const longPoll = method === 'GET' && url.pathname.endsWith('/sync');
+      const answer = await this.serve(longPoll, ctl.signal, (hs, signal) => hs.handle({ method, url, headers, body, signal }));
+      if (answer instanceof Error) {
+        const res = this.unavailable(answer);
+        const text = await res.text();
+        port.postMessage({ status: res.status, statusText: res.statusText, headers: [...res.headers], body: text } satisfies ResponseMessage);
+        return;
+      }
+      port.postMessage(await replyOf(answer));
     } catch (e) {
       port.postMessage({ error: `${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? String(e)}` } satisfies ResponseMessage);
     } finally {
@@ -286,9 +306,24 @@ export interface RequestMessage {
 
 /** The answer: a response, or `error` when none could be made (the page then sees a network error). */
 export type ResponseMessage =
-  | { status: number; statusText: string; headers: Array<[string, string]>; body: ArrayBuffer; error?: undefined }
+  | { status: number; statusText: string; headers: Array<[string, string]>; body: string | Uint8Array | ArrayBuffer | null; error?: undefined }
   | { error: string }
   | { type: 'accepted' };
+
+/** A plain answer as a reply message: text stays the string it is; bytes are copied by postMessage (they may be
+ *  the homeserver's own, so they are not transferred). */
+async function replyOf(res: PlainResponse): Promise<ResponseMessage> {
+  const headers: Array<[string, string]> = [];
+  for (const name in res.headers) {
+    const v = res.headers[name];
+    if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
+    else headers.push([name, v]);
+  }
+  const b = res.body;
+  // A streamed body (media) is read whole: a message carries one value.
+  const body = b instanceof ReadableStream ? await new Response(b).arrayBuffer() : b;
+  return { status: res.status, statusText: res.statusText ?? '', headers, body };
+}
 
 /** This instance handed over to a newer one and no longer serves. */
 export class RetiredError extends Error {

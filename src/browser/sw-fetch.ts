@@ -13,7 +13,7 @@
 
 /** What the worker answers on the reply port (sw/homeserver-host.ts `ResponseMessage`). */
 type Reply =
-  | { status: number; statusText: string; headers: Array<[string, string]>; body: ArrayBuffer; error?: undefined }
+  | { status: number; statusText: string; headers: Array<[string, string]>; body: string | Uint8Array | ArrayBuffer | null; error?: undefined }
   | { error: string }
   | { type: 'accepted' };
 
@@ -92,7 +92,7 @@ export function serviceWorkerFetch(input: string, init: RequestInit = {}): Promi
       }
       // Statuses a Response cannot be built with (101, 204 with a body …) do not occur; 204/304 have no body.
       const nullBody = reply.status === 204 || reply.status === 304 || reply.status === 205;
-      resolve(new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers }));
+      resolve(new Response(nullBody ? null : (reply.body as BodyInit | null), { status: reply.status, statusText: reply.statusText, headers: reply.headers }));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     container.addEventListener('controllerchange', onReplaced);

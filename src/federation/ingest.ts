@@ -41,7 +41,7 @@ import { getRoom, pduOf, putRelation, stateLookup } from '../services/event-stor
 import { pduFromJson } from '../core/event-id.js';
 import { roomVersion } from '../core/room-versions.js';
 import { allocatePosition } from '../services/notifier.js';
-import type { RoomsService } from '../services/rooms.js';
+import type { HeadSnapshot, RoomsService } from '../services/rooms.js';
 import type { CheckedPdu } from './checks.js';
 import { checkAgainstAuthEvents, checkReceivedPdu, domainOf, impliedCreateId } from './checks.js';
 import { recordsById, StoreEventSource } from './pdus.js';
@@ -83,6 +83,9 @@ const MAX_REMOTE_PREV_STATES = 5;
 /** Fetching more than this many events one by one: ask for the whole state instead. */
 const FETCH_ONE_BY_ONE = 10;
 
+/** `receiveChecked`'s prefetched records when the event was found to extend the room's cached head. */
+const ON_HEAD = Symbol('on the cached head');
+
 /** Auth plus prev events read ahead with the duplicate check (the format allows 10 + 20). */
 const MAX_PREFETCH_REFS = 30;
 
@@ -94,7 +97,19 @@ function refsOf(pdu: Pdu, version: RoomVersion): string[] {
 
 type StateSource = { group: number } | { map: StateMap };
 /** State entries of some state groups, read ahead: group → the IDs found, their records, and the keys looked up. */
-type Preloaded = Map<number, { ids: Map<StateKey, string>; recs: Map<string, EventRecord>; looked: Set<StateKey> }>;
+type Preloaded = Map<number, PreloadedState>;
+/** State entries of one group: the IDs found for the keys looked up, and their events as auth sees them. */
+interface PreloadedState {
+  ids: Map<StateKey, string>;
+  pdus: Map<string, Pdu>;
+  looked: Set<StateKey>;
+}
+/** The room's head from the pipeline's cache, for an event that extends its single forward extremity. */
+interface LinearHead {
+  snap: HeadSnapshot;
+  /** The current state at the keys the checks and the write need. */
+  state: PreloadedState;
+}
 
 /**
  * The JSON we keep of a received event: `unsigned` is the sender's, outside hashes and signatures, so it is not
@@ -223,6 +238,13 @@ export class Ingest {
   /** A v3+ event not being received already: known → done; else every check and the write. */
   private async receiveNew(origin: string, json: JsonObject, version: RoomVersion, roomId: string, opts: ReceiveOptions, built: Pdu): Promise<PduOutcome> {
     const eventId = built.eventId;
+    // On the room's cached head (the usual message): its prev and auth events are known, and an event we already
+    // accepted cannot have the head as its prev event, so nothing need be read before the checks. Under the lock
+    // the write itself asks whether the event is new (a rejected copy may be).
+    if (this.onCachedHead(built, version)) {
+      traceStage(eventId, 'B receive');
+      return this.checkAndReceive(origin, json, version, roomId, opts, built, ON_HEAD);
+    }
     // One read for the event and what it refers to: whether it is known, and (usually) all that the steps before
     // the room's lock need. Lists longer than the format allows are not read ahead.
     const refs = built.authEvents.length + built.prevEvents.length <= MAX_PREFETCH_REFS ? refsOf(built, version) : [];
@@ -240,7 +262,7 @@ export class Ingest {
     roomId: string,
     opts: ReceiveOptions,
     built?: Pdu,
-    have?: ReadonlyMap<string, EventRecord>,
+    have?: ReadonlyMap<string, EventRecord> | typeof ON_HEAD,
   ): Promise<PduOutcome> {
     const checked = await checkReceivedPdu(json, version, roomId, built);
     if (!checked.ok) {
@@ -261,7 +283,7 @@ export class Ingest {
     checked: CheckedPdu,
     version: RoomVersion,
     opts: ReceiveOptions = {},
-    prefetched?: ReadonlyMap<string, EventRecord>,
+    prefetched?: ReadonlyMap<string, EventRecord> | typeof ON_HEAD,
   ): Promise<PduOutcome> {
     const pdu = checked.pdu;
     if (pdu.type === 'm.room.create') {
@@ -270,6 +292,14 @@ export class Ingest {
     }
     const createId = impliedCreateId(pdu.roomId, version);
     const auth = [...pdu.authEvents, ...(createId ? [createId] : [])];
+    if (prefetched === ON_HEAD) {
+      // Still on the head after steps 1–3 (else read as usual); commit checks again under the lock.
+      if (this.onCachedHead(pdu, version)) {
+        traceStage(pdu.eventId, 'B prereqs');
+        return this.runCommit(pdu, version, new Map(), undefined);
+      }
+      prefetched = undefined;
+    }
     // One read tells whether anything must be fetched first (usually nothing). Records only become more complete,
     // so a read from just before at worst sends us to fetch what is here by now (and that re-reads first).
     const have = prefetched ?? (await this.kv.read((tx) => recordsById(tx, [pdu.eventId, ...auth, ...pdu.prevEvents])));
@@ -287,11 +317,38 @@ export class Ingest {
         remoteStates = await this.statesOfUnknownPrevs(origin, pdu, version);
       }
       traceStage(pdu.eventId, 'B prereqs');
-      return await this.rooms.runExclusive(pdu.roomId, () => this.commit(pdu, version, remoteStates));
+      // The records read before the lock answer step 4 only when nothing was fetched since.
+      const authKnown = auth.every((id) => have.has(id)) ? have : undefined;
+      return await this.runCommit(pdu, version, remoteStates, authKnown);
     } catch (e) {
       this.ctx.logger.warn('federation: could not process an event', { eventId: pdu.eventId, error: e });
       return { eventId: pdu.eventId, status: 'dropped', reason: e instanceof Error ? e.message : String(e) };
     }
+  }
+
+  /** `commit` under the room's lock; a failure is the event's (dropped), not the caller's. */
+  private async runCommit(pdu: Pdu, version: RoomVersion, remoteStates: Map<string, StateMap>, authKnown?: ReadonlyMap<string, EventRecord>): Promise<PduOutcome> {
+    try {
+      return await this.rooms.runExclusive(pdu.roomId, () => this.commit(pdu, version, remoteStates, authKnown));
+    } catch (e) {
+      this.ctx.logger.warn('federation: could not process an event', { eventId: pdu.eventId, error: e });
+      return { eventId: pdu.eventId, status: 'dropped', reason: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  /**
+   * Whether `pdu` extends the single forward extremity of the room's cached head and each of its auth events
+   * (v12: and the create event) is in the head's current state: then everything it refers to is stored.
+   */
+  private onCachedHead(pdu: Pdu, version: RoomVersion): boolean {
+    const snap = this.rooms.cachedHead(pdu.roomId);
+    if (!snap || snap.extremities.length !== 1 || pdu.prevEvents.length !== 1 || pdu.prevEvents[0] !== snap.extremities[0]) return false;
+    const createId = impliedCreateId(pdu.roomId, version);
+    for (const aid of createId ? [...pdu.authEvents, createId] : pdu.authEvents) {
+      const p = this.rooms.cachedPdu(aid);
+      if (!p || p.stateKey === undefined || snap.stateIds.get(stateKey(p.type, p.stateKey)) !== aid) return false;
+    }
+    return true;
   }
 
   // ---- Fetching what an event needs
@@ -522,8 +579,34 @@ export class Ingest {
 
   // ---- The write
 
+  /**
+   * The room's head when `pdu` extends its single forward extremity and the pipeline's cache (RoomsService) holds
+   * the current state at `wanted` and the event's auth events: then the state before the event is the current
+   * state, and the checks need no read. Undefined otherwise (the event goes the general way).
+   */
+  private linearHead(pdu: Pdu, auth: readonly string[], wanted: readonly StateKey[], prefetched?: ReadonlyMap<string, EventRecord>): LinearHead | undefined {
+    const snap = this.rooms.cachedHead(pdu.roomId);
+    if (!snap || snap.extremities.length !== 1 || pdu.prevEvents.length !== 1 || pdu.prevEvents[0] !== snap.extremities[0]) return undefined;
+    const ids = new Map<StateKey, string>();
+    const pdus = new Map<string, Pdu>();
+    for (const k of wanted) {
+      const sid = snap.stateIds.get(k);
+      if (sid === undefined) {
+        if (!snap.complete && !snap.knownKeys.has(k)) return undefined;
+        continue;
+      }
+      const p = this.rooms.cachedPdu(sid);
+      if (!p) return undefined;
+      ids.set(k, sid);
+      pdus.set(sid, p);
+    }
+    // Auth events outside the current state: from the records read before the lock (they never change).
+    for (const aid of auth) if (!pdus.has(aid) && !prefetched?.has(aid)) return undefined;
+    return { snap, state: { ids, pdus, looked: new Set(wanted) } };
+  }
+
   /** Steps 4–6 and the write, under the room's lock. */
-  private async commit(pdu: Pdu, version: RoomVersion, remoteStates: Map<string, StateMap>): Promise<PduOutcome> {
+  private async commit(pdu: Pdu, version: RoomVersion, remoteStates: Map<string, StateMap>, prefetched?: ReadonlyMap<string, EventRecord>): Promise<PduOutcome> {
     const roomId = pdu.roomId;
     const id = pdu.eventId;
     traceStage(id, 'B locked');
@@ -535,61 +618,90 @@ export class Ingest {
     const keys = authKeys(pdu, version);
     const ownKey = pdu.stateKey !== undefined ? stateKey(pdu.type, pdu.stateKey) : undefined;
     const wanted = ownKey !== undefined && !keys.includes(ownKey) ? [...keys, ownKey] : keys;
-    const read = await this.kv.read(async (tx) => {
-      const [room, existing, extRows] = await Promise.all([
-        getRoom(tx, roomId),
-        tx.get<EventRecord>(STORES.events, [id]),
-        tx.range<boolean>(STORES.forwardExtremities, { prefix: [roomId] }),
-      ]);
-      const ext = extRows.map(([k]) => String(k[1]));
-      const recs = await recordsById(tx, [...pdu.prevEvents, ...auth, ...ext]);
-      // The usual case: every prev event known, one state group before the event (and it may be the current
-      // state). Its entries the checks read are loaded here, in the same round trip.
-      const groups = new Set<number>();
-      for (const p of pdu.prevEvents) {
-        const r = recs.get(p);
-        if (!r || r.outlier || r.roomId !== roomId) return { room, existing, ext, recs };
-        groups.add(r.stateAfter);
-      }
-      if (groups.size === 1) {
-        for (const g of new Set([...groups, ...(room ? [room.stateGroup] : [])])) {
-          const ids = await stateLookup(tx, g, wanted);
-          const stateRecs = await recordsById(tx, ids.values());
-          pre.set(g, { ids, recs: stateRecs, looked: new Set(wanted) });
-        }
-      }
-      return { room, existing, ext, recs };
-    });
-    const { room, ext, recs } = read;
-    traceStage(id, 'B read');
-    if (!room) return { eventId: id, status: 'dropped', reason: 'unknown room' };
-    if (read.existing && !read.existing.outlier) return { eventId: id, status: 'known', pdu };
+    // A redaction's effect is decided from storage (redactionAllowed): it goes the general way.
+    const head = pdu.type === 'm.room.redaction' ? undefined : this.linearHead(pdu, auth, wanted, prefetched);
 
-    // The state before the event: the states after its prev events, resolved when they differ.
+    let room: RoomRecord;
+    let ext: string[];
+    let recs: ReadonlyMap<string, EventRecord>;
+    let lookupAuth: (aid: string) => Pdu | undefined;
+    let authRejected: (aid: string) => boolean;
     const sources: StateSource[] = [];
-    const seenGroups = new Set<number>();
-    for (const prev of pdu.prevEvents) {
-      const r = recs.get(prev);
-      if (r && !r.outlier && r.roomId === roomId) {
-        if (!seenGroups.has(r.stateAfter)) {
-          seenGroups.add(r.stateAfter);
-          sources.push({ group: r.stateAfter });
+    if (head) {
+      // The state before the event is the current state; whether the event is new is asked in the write.
+      room = head.snap.room;
+      ext = head.snap.extremities;
+      recs = new Map();
+      pre.set(room.stateGroup, head.state);
+      sources.push({ group: room.stateGroup });
+      const inState = head.state.pdus;
+      const prefetchedPdu = (aid: string) => {
+        const r = prefetched?.get(aid);
+        return r && r.roomId === roomId ? pduOf(r, version) : undefined;
+      };
+      // Events of the current state are never rejected ones.
+      lookupAuth = (aid) => inState.get(aid) ?? prefetchedPdu(aid);
+      authRejected = (aid) => !inState.has(aid) && prefetched?.get(aid)?.rejected !== undefined;
+    } else {
+      const read = await this.kv.read(async (tx) => {
+        const [room, existing, extRows] = await Promise.all([
+          getRoom(tx, roomId),
+          tx.get<EventRecord>(STORES.events, [id]),
+          tx.range<boolean>(STORES.forwardExtremities, { prefix: [roomId] }),
+        ]);
+        const ext = extRows.map(([k]) => String(k[1]));
+        const recs = await recordsById(tx, [...pdu.prevEvents, ...auth, ...ext]);
+        // The usual case: every prev event known, one state group before the event (and it may be the current
+        // state). Its entries the checks read are loaded here, in the same round trip.
+        const groups = new Set<number>();
+        for (const p of pdu.prevEvents) {
+          const r = recs.get(p);
+          if (!r || r.outlier || r.roomId !== roomId) return { room, existing, ext, recs };
+          groups.add(r.stateAfter);
         }
-      } else {
-        const m = remoteStates.get(prev);
-        if (m) sources.push({ map: m });
+        if (groups.size === 1) {
+          for (const g of new Set([...groups, ...(room ? [room.stateGroup] : [])])) {
+            const ids = await stateLookup(tx, g, wanted);
+            const stateRecs = await recordsById(tx, ids.values());
+            const pdus = new Map<string, Pdu>();
+            for (const [sid, r] of stateRecs) pdus.set(sid, pduOf(r, version));
+            pre.set(g, { ids, pdus, looked: new Set(wanted) });
+          }
+        }
+        return { room, existing, ext, recs };
+      });
+      if (!read.room) return { eventId: id, status: 'dropped', reason: 'unknown room' };
+      if (read.existing && !read.existing.outlier) return { eventId: id, status: 'known', pdu };
+      room = read.room;
+      ext = read.ext;
+      recs = read.recs;
+      // The state before the event: the states after its prev events, resolved when they differ.
+      const seenGroups = new Set<number>();
+      for (const prev of pdu.prevEvents) {
+        const r = recs.get(prev);
+        if (r && !r.outlier && r.roomId === roomId) {
+          if (!seenGroups.has(r.stateAfter)) {
+            seenGroups.add(r.stateAfter);
+            sources.push({ group: r.stateAfter });
+          }
+        } else {
+          const m = remoteStates.get(prev);
+          if (m) sources.push({ map: m });
+        }
       }
+      lookupAuth = (aid) => {
+        const r = recs.get(aid);
+        return r && r.roomId === roomId ? pduOf(r, version) : undefined;
+      };
+      authRejected = (aid) => recs.get(aid)?.rejected !== undefined;
     }
+    traceStage(id, 'B read');
     if (sources.length === 0) return { eventId: id, status: 'dropped', reason: 'the state before the event could not be determined' };
     const source = new StoreEventSource(this.kv, version);
     const before = await this.resolveSources(sources, version, roomId, source);
 
     // 4. Against its own auth events.
-    const lookupAuth = (aid: string) => {
-      const r = recs.get(aid);
-      return r && r.roomId === roomId ? pduOf(r, version) : undefined;
-    };
-    const step4 = checkAgainstAuthEvents(pdu, lookupAuth, version, (aid) => recs.get(aid)?.rejected !== undefined);
+    const step4 = checkAgainstAuthEvents(pdu, lookupAuth, version, authRejected);
     let rejected: string | undefined = step4.ok ? undefined : `auth events: ${step4.reason}`;
 
     // 5. Against the state before the event.
@@ -661,7 +773,12 @@ export class Ingest {
 
     const status: PduStatus = rejected !== undefined ? 'rejected' : softFailed ? 'soft_failed' : 'accepted';
     traceStage(id, 'B checked 4-6');
-    const lastPos = await this.kv.write(async (tx) => {
+    let updated: RoomRecord | undefined;
+    const written = await this.kv.write(async (tx): Promise<number | 'known' | undefined> => {
+      if (head) {
+        const existing = await tx.get<EventRecord>(STORES.events, [id]);
+        if (existing && !existing.outlier) return 'known';
+      }
       const beforeGroup = 'group' in before ? before.group : await this.groupFor(tx, room.stateGroup, beforeMap!);
       const afterGroup = key !== undefined ? await addStateGroup(tx, beforeGroup, new Map([[key, id]]), beforeMap && new Map(beforeMap).set(key, id)) : beforeGroup;
       const rec: EventRecord = { eventId: id, json: storedJson(pdu.json, unsigned), roomId, stateBefore: beforeGroup, stateAfter: afterGroup };
@@ -708,17 +825,24 @@ export class Ingest {
       }
       for (const e of ext) if (!newExt.includes(e)) await tx.delete(STORES.forwardExtremities, [roomId, e]);
       await tx.put(STORES.forwardExtremities, [roomId, id], true);
-      const updated: RoomRecord = {
+      updated = {
         ...room,
         stateGroup: currentGroup,
         lastPos: pos!,
         maxDepth: Math.max(room.maxDepth, pdu.depth),
       };
       await tx.put(STORES.rooms, [roomId], updated);
+      traceStage(id, 'B write queued');
       return pos;
+    }).catch((e: unknown) => {
+      // What the storage holds now may not match the cached head.
+      this.rooms.forgetHead(roomId);
+      throw e;
     });
+    if (written === 'known') return { eventId: id, status: 'known', pdu };
+    const lastPos = written;
     traceStage(id, 'B written');
-    this.rooms.forgetHead(roomId, accepted ? [pdu] : []);
+    this.afterWrite(pdu, version, updated, current.kind === 'after' && newExt.length === 1 && linear ? (head?.snap ?? pre.get(room.stateGroup)) : undefined);
     if (lastPos !== undefined) {
       // Only an 'event' entry: the stream's presence/device-list follower (edus.ts) need not look.
       this.ctx.notifier.notify(lastPos, ['event']);
@@ -728,14 +852,35 @@ export class Ingest {
     return { eventId: id, status, reason: rejected, pdu };
   }
 
+  /**
+   * Keeps the pipeline's head of the room right after a write: as it was when the event was not accepted (only
+   * its record was written: the room, its extremities and current state are unchanged); extended by the event when
+   * it was accepted onto the room's single forward extremity and the state before it is known (`base`: the cached
+   * head, or the current state ingest read at the keys it looked up); else dropped.
+   */
+  private afterWrite(pdu: Pdu, version: RoomVersion, updated: RoomRecord | undefined, base: HeadSnapshot | PreloadedState | undefined): void {
+    const roomId = pdu.roomId;
+    if (updated === undefined) return;
+    if (base === undefined || pdu.type === 'm.room.redaction') {
+      this.rooms.forgetHead(roomId, [pdu]);
+      return;
+    }
+    let snap: HeadSnapshot;
+    if ('stateIds' in base) snap = base;
+    else {
+      this.rooms.rememberPdus(base.pdus.values());
+      snap = { room: updated, version, extremities: [], stateIds: new Map(base.ids), knownKeys: new Set(base.looked), complete: false };
+    }
+    this.rooms.rememberHead({ ...snap, room: updated, extremities: [pdu.eventId] }, [pdu]);
+  }
+
   /** `unsigned` for a state event: the event it replaces in the state before it, if any. */
   private async replacedState(before: StateSource, key: StateKey, version: RoomVersion, preloaded?: Preloaded): Promise<JsonObject | undefined> {
     const pre = 'group' in before ? preloaded?.get(before.group) : undefined;
     if (pre && pre.looked.has(key)) {
       const id = pre.ids.get(key);
-      const prev = id === undefined ? undefined : pre.recs.get(id);
-      if (!prev || id === undefined) return undefined;
-      const p = pduOf(prev, version);
+      const p = id === undefined ? undefined : pre.pdus.get(id);
+      if (!p || id === undefined) return undefined;
       return { replaces_state: id, prev_content: p.content, prev_sender: p.sender };
     }
     return this.kv.read(async (tx) => {
@@ -765,8 +910,8 @@ export class Ingest {
       const out = new Map<StateKey, Pdu>();
       for (const k of keys) {
         const v = pre.ids.get(k);
-        const r = v === undefined ? undefined : pre.recs.get(v);
-        if (r) out.set(k, pduOf(r, version));
+        const p = v === undefined ? undefined : pre.pdus.get(v);
+        if (p) out.set(k, p);
       }
       return { get: (t, k) => out.get(stateKey(t, k)) };
     }

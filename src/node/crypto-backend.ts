@@ -65,6 +65,11 @@ export const nodeEd25519: Ed25519Backend = {
       return false;
     }
   },
+  publicKey(seed) {
+    // The SPKI encoding ends with the 32 raw key bytes.
+    const der = createPublicKey(privateKey(seed)).export({ format: 'der', type: 'spki' });
+    return new Uint8Array(der.subarray(SPKI_PREFIX.length));
+  },
 };
 
 // crypto.hash (Node ≥ 20.12) hashes in one call, without a Hash object per digest; createHash where it is missing.

@@ -118,7 +118,12 @@ export async function serveHttp(init: ServeHttpInit): Promise<HttpHost> {
     try {
       // The Host header names the origin the client used (base URLs in responses); fall back to the bound address.
       const host = headers.host;
-      url = new URL(req.url ?? '/', host && HOST_HEADER.test(host) ? `http://${host}` : origin);
+      const base = host && HOST_HEADER.test(host) ? `http://${host}` : origin;
+      const target = req.url ?? '/';
+      // An origin-form target (`/path?query`, RFC 9112 §3.2.1) is joined to the base and parsed once (`new URL(target,
+      // base)` parses the base too), and stays a path even when it starts with `//`; an absolute-form one is parsed
+      // against the base.
+      url = target.startsWith('/') ? new URL(base + target) : new URL(target, base);
     } catch (e) {
       logger?.debug?.('http host: unparseable request', e);
       writePlain(req, res, errorPlain(unknown('Malformed request', 400)), method, true);
@@ -273,10 +278,11 @@ function toRequest(req: IncomingMessage, method: string, url: URL, signal: Abort
 function readWhole(req: IncomingMessage): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    // `on`, not `once`: the promise settles once anyway, and `once` wraps each listener (per request).
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-    req.once('error', reject);
-    req.once('close', () => {
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.on('error', reject);
+    req.on('close', () => {
       if (!req.complete) reject(new DOMException('Client disconnected', 'AbortError'));
     });
   });

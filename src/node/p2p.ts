@@ -16,9 +16,9 @@ import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
-import { setFederationTrace } from '../federation/trace.js';
+import { batchedTraceSink, setFederationTrace } from '../federation/trace.js';
 import type { HearthLibp2p } from '../net/libp2p-transport.js';
-import { HEARTH_GOSSIPSUB } from '../net/libp2p-transport.js';
+import { coalescedWrites, HEARTH_GOSSIPSUB, lazyWindowUpdates } from '../net/libp2p-transport.js';
 import type { Network, NetworkInit } from '../net/network.js';
 import { createNetwork } from '../net/network.js';
 import { libp2pKeyFromSeed } from '../net/peer-id.js';
@@ -74,8 +74,10 @@ export async function createNodeLibp2p(init: NodeLibp2pInit): Promise<HearthLibp
     // anyway, so the ping only has to catch silent deaths, and 30 s is soon enough for that.
     connectionMonitor: { pingInterval: 30_000 },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // One socket write per noise message (see coalescedWrites).
+    connectionEncrypters: [coalescedWrites(noise())],
+    // A window update per half window, not per frame received (see lazyWindowUpdates).
+    streamMuxers: [lazyWindowUpdates(yamux())],
     peerDiscovery,
     services: {
       identify: identify(),
@@ -107,7 +109,7 @@ export interface NodeNetworkInit extends NodeLibp2pInit, Omit<NetworkInit, 'boot
 export async function createNodeNetwork(init: NodeNetworkInit): Promise<Network> {
   // Stage timestamps for bench/federation-sync.ts --trace, one stderr line each; off in normal runs.
   if (process.env.HEARTH_FEDERATION_TRACE) {
-    setFederationTrace((eventId, stage, at) => process.stderr.write(`hearth-trace ${JSON.stringify([eventId, stage, at])}\n`));
+    setFederationTrace(batchedTraceSink((text) => process.stderr.write(text)));
   }
   const node = await createNodeLibp2p(init);
   const network = createNetwork(node, { ...init, bootstrap: init.bootstrap ?? [] });

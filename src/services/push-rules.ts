@@ -372,7 +372,18 @@ export class PushRulesService {
     known?: TimelineRead,
   ): Promise<UnreadMemo> {
     const threadOf = threadFinder(tx);
-    const out: UnreadMemo = { pos: to, sig: '', counts: new Map(), own: new Set(), floor: from, final: false, redacts: [] };
+    // Every field present from the start: unreadCountsIn fills in the receipts, and one object shape stays fast.
+    const out: UnreadMemo = {
+      pos: to,
+      sig: '',
+      counts: new Map(),
+      own: new Set(),
+      floor: from,
+      final: false,
+      redacts: [],
+      receipts: undefined,
+      receiptsRead: undefined,
+    };
     const candidates: Array<{ rec: EventRecord; part: string; pos: number }> = [];
     let cursor = to;
     let scanned = 0;

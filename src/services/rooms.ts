@@ -131,6 +131,7 @@ const BASE_STATE: ReadonlyArray<readonly [string, string]> = [
   ['m.room.power_levels', ''],
   ['m.room.join_rules', ''],
 ];
+const BASE_KEYS: readonly StateKey[] = BASE_STATE.map(([t, k]) => stateKey(t, k));
 
 /**
  * What the pipeline knows of a room's head: its record, forward extremities and some of its current state
@@ -170,6 +171,12 @@ export class RoomHead {
     public snap: HeadSnapshot,
     private shared = false,
   ) {}
+
+  /** Hands the snapshot to the cache: from now on it is the cache's own, and `ownSnapshot()` copies it first. */
+  share(): HeadSnapshot {
+    this.shared = true;
+    return this.snap;
+  }
 
   /** The snapshot, copied first if it is the cache's own (call before changing it). */
   ownSnapshot(): HeadSnapshot {
@@ -335,7 +342,7 @@ export class RoomsService {
    */
   private readonly heads = new BoundedMap<string, HeadSnapshot>(HEAD_CACHE_LIMIT);
   /** Recently committed txn IDs (the txn_ids store is the authority, checked again in the write). */
-  private readonly recentTxns = new BoundedMap<string, string>(10_000);
+  private readonly recentTxns = new BoundedMap<string, string>(1_000); // retries come soon; ~1 MB less than 10,000
   /** Write batches of the pipeline that failed after being ordered (see `submit`). */
   private writeFailures = 0;
 
@@ -371,7 +378,8 @@ export class RoomsService {
     // the disk syncs this one (kv.writeOrdered). Nobody hears of the event before it is durable.
     const done = await this.locks.run(roomId, async (): Promise<{ eventId: string; durable?: Promise<void>; after?: () => void }> => {
       const txn = opts.txn ? txnKey(opts.txn) : undefined;
-      const seen = txn ? this.recentTxns.get(JSON.stringify(txn)) : undefined;
+      const txnId = txn ? JSON.stringify(txn) : undefined;
+      const seen = txnId !== undefined ? this.recentTxns.get(txnId) : undefined;
       if (seen !== undefined) return { eventId: seen };
 
       const failures = this.writeFailures;
@@ -420,7 +428,7 @@ export class RoomsService {
         this.heads.delete(roomId);
       });
       const after = () => {
-        if (txn) this.recentTxns.set(JSON.stringify(txn), pdu.eventId);
+        if (txnId !== undefined) this.recentTxns.set(txnId, pdu.eventId);
         this.afterCommit([pdu], written.lastPos);
       };
       return { eventId: pdu.eventId, durable, after };
@@ -463,6 +471,14 @@ export class RoomsService {
 
   /** Phase 1: the head from the cache, reading only what it lacks (one read transaction, ≤ 2 round trips). */
   private async readHead(roomId: string, opts: SubmitOptions): Promise<RoomHead> {
+    const warm = this.warmHead(roomId, opts);
+    if (warm) {
+      // The common case (a message into a warm room) reads nothing and changes nothing in the snapshot: no copy.
+      const head = new RoomHead(warm.snap, true);
+      const wanted = this.wantedPdus(head, warm.keys);
+      if (!this.pdusFromCache(head, wanted)) await this.ctx.kv.read((tx) => this.loadPdus(tx, head, wanted));
+      return head;
+    }
     const keys = new Map<StateKey, readonly [string, string]>();
     for (const k of [...BASE_STATE, ['m.room.member', opts.sender] as const, ...(opts.state ?? [])]) {
       keys.set(stateKey(k[0], k[1]), k);
@@ -471,14 +487,6 @@ export class RoomsService {
     const unknownKeys = cached ? [...keys.keys()].filter((k) => !cached.complete && !cached.knownKeys.has(k)) : [];
     const events = opts.events ?? [];
     const users = [...new Set(opts.users ?? [])];
-
-    if (cached && unknownKeys.length === 0 && events.length === 0 && users.length === 0 && !opts.check) {
-      // The common case (a message into a warm room) changes nothing in the snapshot: no copy.
-      const head = new RoomHead(cached, true);
-      const wanted = this.wantedPdus(head, keys.keys());
-      if (!this.pdusFromCache(head, wanted)) await this.ctx.kv.read((tx) => this.loadPdus(tx, head, wanted));
-      return head;
-    }
 
     const keyList = cached ? unknownKeys.map((k) => keys.get(k)!) : [...keys.values()];
     const head = await this.ctx.kv.read(async (tx) => {
@@ -523,10 +531,26 @@ export class RoomsService {
       return head;
     });
     if (!head) throw notFound(`Unknown room ${roomId}`);
-    // What was learnt is true of the stored room: keep it for the next event.
-    this.heads.set(roomId, copySnapshot(head.snap));
+    // What was learnt is true of the stored room: keep it for the next event. The head shares it rather than
+    // copying it again (a copy of every known state key, per join into a big room): it copies before a change.
+    this.heads.set(roomId, head.share());
     rememberRoomVersion(roomId, head.version);
     return head;
+  }
+
+  /**
+   * The cached head when it already knows every state key `opts` needs and nothing else is asked for (no events,
+   * users or check): the keys, without the maps and sets the general path builds. Undefined otherwise.
+   */
+  private warmHead(roomId: string, opts: SubmitOptions): { snap: HeadSnapshot; keys: StateKey[] } | undefined {
+    const snap = this.heads.get(roomId);
+    if (!snap || opts.check || (opts.events !== undefined && opts.events.length > 0) || (opts.users !== undefined && opts.users.length > 0)) {
+      return undefined;
+    }
+    const keys = [...BASE_KEYS, stateKey('m.room.member', opts.sender)];
+    for (const [t, k] of opts.state ?? []) keys.push(stateKey(t, k));
+    if (!snap.complete) for (const k of keys) if (!snap.knownKeys.has(k)) return undefined;
+    return { snap, keys };
   }
 
   /**
@@ -754,6 +778,24 @@ export class RoomsService {
     const id = snap.stateIds.get(k);
     if (id === undefined) return snap.complete || snap.knownKeys.has(k) ? null : undefined;
     return this.pduCache.get(id);
+  }
+
+  /**
+   * The cached head of a room, for federation's ingest (under the room's lock): never change it in place; after
+   * a commit that extends it, `rememberHead` a copy, else `forgetHead`.
+   */
+  cachedHead(roomId: string): HeadSnapshot | undefined {
+    return this.heads.get(roomId);
+  }
+
+  /** A cached event as auth sees it, or undefined. */
+  cachedPdu(eventId: string): Pdu | undefined {
+    return this.pduCache.get(eventId);
+  }
+
+  /** Caches state events as auth sees them (redacted when redacted), e.g. those ingest read for a head. */
+  rememberPdus(pdus: Iterable<Pdu>): void {
+    for (const p of pdus) this.pduCache.set(p.eventId, p);
   }
 
   /** Forgets what the pipeline cached about a room after another writer changed it (call under the room's lock). */

@@ -274,6 +274,10 @@ const STRIPPED_STATE_TYPES = [
   'm.room.encryption',
 ];
 
+/** Compiled filters remembered at most (oldest dropped first). */
+const MAX_CACHED_FILTERS = 1000;
+/** Longer inline filters are compiled each time rather than kept (bounds the cache's memory). */
+const MAX_CACHED_FILTER_KEY = 2048;
 /** Events scanned at most while looking for `limit` events that pass a timeline filter. */
 const TIMELINE_SCAN_LIMIT = 1000;
 /** Events read at most when counting unread notifications. */
@@ -287,6 +291,8 @@ export class SyncService {
   readonly pushRules: PushRulesService;
   /** The highest stream position a compute has read from storage (undefined before the first). */
   private storedPos?: number;
+  /** Compiled filters by inline JSON, or by user and stored filter ID (resolveFilter). */
+  private readonly filters = new Map<string, SyncFilter>();
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -302,9 +308,25 @@ export class SyncService {
     this.ephemeral.stop();
   }
 
-  /** Resolves the `filter` parameter: inline JSON (first character `{`) or a stored filter's ID (sync.yaml). */
+  /**
+   * Resolves the `filter` parameter: inline JSON (first character `{`) or a stored filter's ID (sync.yaml). A
+   * client sends the same filter with every poll, so compiled filters are remembered: a stored filter never changes
+   * (filters.ts writes each [userId, filterId] once, with an ID from a counter) and inline JSON compiles the same
+   * way each time. Only filters that resolved are kept; a bad one fails the same way again.
+   */
   async resolveFilter(userId: string, param: string | undefined): Promise<SyncFilter> {
     if (param === undefined || param === '') return DEFAULT_FILTER;
+    const key = param.startsWith('{') ? param : `${userId}\u0000${param}`;
+    const hit = this.filters.get(key);
+    if (hit) return hit;
+    const filter = await this.resolveFilterUncached(userId, param);
+    if (key.length > MAX_CACHED_FILTER_KEY) return filter;
+    if (this.filters.size >= MAX_CACHED_FILTERS) this.filters.delete(this.filters.keys().next().value!);
+    this.filters.set(key, filter);
+    return filter;
+  }
+
+  private async resolveFilterUncached(userId: string, param: string): Promise<SyncFilter> {
     if (param.startsWith('{')) {
       let json: unknown;
       try {
@@ -323,8 +345,14 @@ export class SyncService {
     return compileSyncFilter(stored);
   }
 
-  /** GET /sync. Resolves early when the request's `signal` aborts (the answer then goes nowhere). */
-  async sync(principal: Principal, req: SyncRequest, signal?: AbortSignal): Promise<JsonObject> {
+  /**
+   * GET /sync. Resolves early when the request's `signal` aborts (the answer then goes nowhere). `signal` may be a
+   * function giving it: it is asked for only when the sync waits (a host makes an AbortController per request that
+   * asks, and a sync that answers at once needs none).
+   */
+  async sync(principal: Principal, req: SyncRequest, signalOf?: AbortSignal | (() => AbortSignal | undefined)): Promise<JsonObject> {
+    let signal: AbortSignal | undefined;
+    const signalNow = () => (signal ??= typeof signalOf === 'function' ? signalOf() : signalOf);
     const userId = principal.userId;
     const filter = await this.resolveFilter(userId, req.filter);
     await this.presence.syncing(userId, req.setPresence);
@@ -333,7 +361,7 @@ export class SyncService {
     // A long poll from the position everything is at (a client polling again right after a response): nothing can
     // be new for it until the next commit, so wait for that before computing — the compute would find nothing.
     if (req.timeout > 0 && !req.fullState && req.since !== undefined && req.since.toDevice === undefined && this.isLatest(req.since.pos)) {
-      await this.ctx.notifier.waitForChange(req.timeout, signal);
+      await this.ctx.notifier.waitForChange(req.timeout, signalNow());
     }
     for (;;) {
       const r = await this.compute(principal, req, filter);
@@ -345,7 +373,7 @@ export class SyncService {
       if (r.hasContent || req.since === undefined || req.fullState || remaining <= 0 || signal?.aborted) return r.body;
       // Something committed after our snapshot already notified: look again rather than wait.
       if (this.ctx.notifier.position > r.pos) continue;
-      await this.ctx.notifier.waitForChange(remaining, signal);
+      await this.ctx.notifier.waitForChange(remaining, signalNow());
       if (signal?.aborted) return r.body;
     }
   }

@@ -53,6 +53,8 @@ export interface LevelKvInit extends KvInit {
    * 4 MiB; up to two exist while one is being written out). The Node peer's choice is in src/node/cli.ts.
    */
   leveldb?: { cacheSize?: number; writeBufferSize?: number };
+  /** The row cache's budget (default 4 MiB of encoded rows, 8,192 rows). The Node peer's choice is in src/node/cli.ts. */
+  rowCache?: Partial<RowCacheLimits>;
 }
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
@@ -142,9 +144,12 @@ interface Queued {
   reject: (err: unknown) => void;
 }
 
-/** How much the row cache keeps (encoded bytes, and rows). */
-const ROW_CACHE_BYTES = 4 * 1024 * 1024;
-const ROW_CACHE_ROWS = 8192;
+/** How much the row cache keeps: encoded bytes (see `rowCost`) and rows. */
+export interface RowCacheLimits {
+  bytes: number;
+  rows: number;
+}
+const ROW_CACHE_DEFAULTS: RowCacheLimits = { bytes: 4 * 1024 * 1024, rows: 8192 };
 /** Cache misses of one `getMany` read with `getSync` one by one; more go to LevelDB's async getMany in one hop. */
 const SYNC_GET_MAX = 32;
 
@@ -158,6 +163,12 @@ interface CachedRow {
 class RowCache {
   private readonly rows = new Map<string, CachedRow>();
   private bytes = 0;
+
+  constructor(private readonly limits: RowCacheLimits) {}
+
+  get size(): number {
+    return this.rows.size;
+  }
 
   /** The row if cached and written at or before `maxSeq`. */
   get(id: string, maxSeq: number): CachedRow | undefined {
@@ -176,7 +187,7 @@ class RowCache {
     const own = value !== undefined && value.byteLength !== value.buffer.byteLength ? new Uint8Array(value) : value;
     this.rows.set(id, { value: own, seq });
     this.bytes += rowCost(id, own);
-    while (this.bytes > ROW_CACHE_BYTES || this.rows.size > ROW_CACHE_ROWS) {
+    while (this.bytes > this.limits.bytes || this.rows.size > this.limits.rows) {
       const [firstId, first] = this.rows.entries().next().value!;
       this.rows.delete(firstId);
       this.bytes -= rowCost(firstId, first.value);
@@ -189,8 +200,13 @@ class RowCache {
   }
 }
 
+/**
+ * A row's memory, roughly: the value's bytes, its ID (a one-byte string), and ~320 bytes of objects around them (the
+ * Map entry, the record, the Uint8Array and its ArrayBuffer with V8's and Node's bookkeeping for it) — which is
+ * most of a small index row's cost.
+ */
 function rowCost(id: string, value: Uint8Array | undefined): number {
-  return 64 + id.length * 2 + (value?.byteLength ?? 0);
+  return 320 + id.length + (value?.byteLength ?? 0);
 }
 
 /** A row's cache ID: its store and key, unambiguous (a key is a JSON array). */
@@ -214,7 +230,7 @@ export class LevelKv implements Kv {
   private seq = 0;
   /** The last commit whose batch has landed (its rows are in LevelDB and in the row cache). */
   private landedSeq = 0;
-  private readonly cache = new RowCache();
+  private readonly cache: RowCache;
   /** Row-cache IDs of the batch being written (from before writeBatch until its landing is processed). */
   private inFlight: ReadonlySet<string> | undefined;
   /** Bumped when a batch fails, to reject the transaction that was running on top of the lost writes. */
@@ -226,7 +242,9 @@ export class LevelKv implements Kv {
     private readonly db: Db,
     stores: readonly string[],
     private readonly groupCommit: boolean,
+    rowCache: RowCacheLimits = ROW_CACHE_DEFAULTS,
   ) {
+    this.cache = new RowCache(rowCache);
     this.stores = stores;
     this.storeSet = new Set(stores);
     for (const s of stores) this.prefixes.set(s, encodeKey([s]));
@@ -577,5 +595,5 @@ export async function openLevelKv(init: LevelKvInit): Promise<LevelKv> {
   } catch (err) {
     throw mapError(err);
   }
-  return new LevelKv(db, stores, init.groupCommit ?? true);
+  return new LevelKv(db, stores, init.groupCommit ?? true, { ...ROW_CACHE_DEFAULTS, ...init.rowCache });
 }

@@ -541,6 +541,10 @@ describe('storage', () => {
           const unknown = await swFetch('/_matrix/client/v3/no/such/endpoint');
           const unknownBody = await unknown.json();
           const badToken = await swFetch('/_matrix/client/v3/account/whoami', { headers: { authorization: 'Bearer nope' } });
+          const head = await swFetch('/_matrix/client/versions', { method: 'HEAD' });
+          const headBody = await head.text();
+          const badJson = await swFetch('/_matrix/client/v3/createRoom', { method: 'POST', headers: auth, body: '{nope' });
+          const badJsonBody = await badJson.json();
           // A long poll aborted by the client ends at once, on both sides.
           const since = (await (await swFetch('/_matrix/client/v3/sync?timeout=0', { headers: auth })).json()).next_batch as string;
           const ctl = new AbortController();
@@ -556,6 +560,8 @@ describe('storage', () => {
             whoami: whoami.user_id as string,
             unknown: [unknown.status, unknownBody.errcode],
             badToken: badToken.status,
+            head: [head.status, headBody, head.headers.get('content-type')],
+            badJson: [badJson.status, badJsonBody.errcode],
             aborted,
             abortMs,
           };
@@ -571,12 +577,63 @@ describe('storage', () => {
     expect(r.whoami).toBe(userId);
     expect(r.unknown).toEqual([404, 'M_UNRECOGNIZED']);
     expect(r.badToken).toBe(401);
+    expect(r.head).toEqual([200, '', 'application/json']);
+    expect(r.badJson).toEqual([400, 'M_NOT_JSON']);
     expect(r.aborted).toBe('AbortError');
     expect(r.abortMs).toBeLessThan(5_000);
     // The same homeserver stored it: a plain fetch finds the event.
     expect((await allMessages(page, token, roomId)).map((m) => m.body)).toContain('by message');
     // Nothing is left running in the worker (the aborted long poll ended there too).
     await expect.poll(async () => (await swStats(page)).inFlight, { timeout: 10_000 }).toBe(0);
+  });
+
+  it('by message, a join is in the next long poll while another user writes by fetch (the UI join flow, repeated)', async () => {
+    const page = await newPage();
+    const alice = await registerUser(page, 'joiner');
+    const bob = await registerUser(page, 'opener');
+    const failures = await page.evaluate(
+      async ({ alice, bob }) => {
+        type Fetch = (input: string, init?: RequestInit) => Promise<globalThis.Response>;
+        const swFetch: Fetch = globalThis.hearthTest.serviceWorkerFetch;
+        const call = async (f: Fetch, method: string, path: string, token: string, body?: unknown) => {
+          const res = await f(path, {
+            method,
+            headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+            body: body === undefined ? undefined : JSON.stringify(body),
+          });
+          return { status: res.status, body: (await res.json()) as any };
+        };
+        const out: string[] = [];
+        let since = (await call(swFetch, 'GET', '/_matrix/client/v3/sync?timeout=0', alice.token)).body.next_batch as string;
+        /** Alice's rooms a long poll from `since` brings with their name (the client's first look at a joined room). */
+        const poll = async (timeout: number): Promise<Set<string>> => {
+          const s = await call(swFetch, 'GET', `/_matrix/client/v3/sync?timeout=${timeout}&since=${since}`, alice.token);
+          if (s.status !== 200) throw new Error(`sync ${s.status} ${JSON.stringify(s.body)}`);
+          since = s.body.next_batch;
+          const named = new Set<string>();
+          for (const [id, room] of Object.entries((s.body.rooms?.join ?? {}) as Record<string, any>)) {
+            const events = [...(room.state?.events ?? []), ...(room.timeline?.events ?? [])] as Array<{ type: string }>;
+            if (events.some((e) => e.type === 'm.room.name')) named.add(id);
+          }
+          return named;
+        };
+        for (let i = 0; i < 15; i++) {
+          // As the app: its sync loop long-polls by message while other requests (here bob's) go by fetch.
+          const waiting = poll(10_000);
+          const open = await call(fetch, 'POST', '/_matrix/client/v3/createRoom', bob.token, { preset: 'public_chat', name: `open ${i}` });
+          const joined = await call(swFetch, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(open.body.room_id)}`, alice.token, {});
+          if (joined.status !== 200) out.push(`round ${i}: join ${joined.status} ${JSON.stringify(joined.body)}`);
+          let named = await waiting;
+          // Bob's room is nothing to Alice until she joins, so the poll should have waited for the join; if it
+          // answered before (a spurious wake-up), the next one must bring it.
+          if (!named.has(open.body.room_id)) named = await poll(5_000);
+          if (!named.has(open.body.room_id)) out.push(`round ${i}: the joined room did not come with its name`);
+        }
+        return out;
+      },
+      { alice, bob },
+    );
+    expect(failures).toEqual([]);
   });
 
   it('asks for persistent storage from the page', async () => {

@@ -188,7 +188,7 @@ describe('stage marks (bench/federation-sync.ts --trace)', () => {
     }
     const mine = marks.filter(([id]) => id === eventId);
     const sender = ['A committed', 'A fanOut', 'A publish start', 'A publish done'];
-    const receiver = ['B gossip in', 'B receive', 'B checked 1-3', 'B prereqs', 'B locked', 'B read', 'B checked 4-6', 'B written', 'B notified'];
+    const receiver = ['B gossip in', 'B receive', 'B checked 1-3', 'B prereqs', 'B locked', 'B read', 'B checked 4-6', 'B write queued', 'B written', 'B notified'];
     expect(mine.filter(([, s]) => s.startsWith('A ')).map(([, s]) => s)).toEqual(sender);
     // Each of the two receivers goes through every stage once; the first time of each stage never comes before
     // the previous stage's.

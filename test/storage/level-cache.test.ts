@@ -10,9 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/storage/kv.js';
 import { openLevelKv, type LevelKv } from '../../src/storage/level-kv.js';
 
-async function withLevel<T>(fn: (kv: LevelKv) => Promise<T>): Promise<T> {
+async function withLevel<T>(fn: (kv: LevelKv) => Promise<T>, rowCache?: { bytes?: number; rows?: number }): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'hearth-level-cache-'));
-  const kv = await openLevelKv({ name: join(dir, 'db'), stores: ['s'] });
+  const kv = await openLevelKv({ name: join(dir, 'db'), stores: ['s'], ...(rowCache ? { rowCache } : {}) });
   try {
     return await fn(kv);
   } finally {
@@ -231,6 +231,46 @@ describe('LevelKv row cache', () => {
       const got = await kv.read((tx) => tx.getMany<{ i: number }>('s', keys));
       expect(got.map((g) => g?.i)).toEqual([0, 1, 1500, 2999]);
     });
+  });
+});
+
+describe('LevelKv row cache budget', () => {
+  /** How many rows the cache holds (an internal, read only here). */
+  const cached = (kv: LevelKv) => (kv as unknown as { cache: { size: number } }).cache.size;
+
+  it('keeps at most `rows` rows, and evicted rows still read right, old snapshots included', async () => {
+    await withLevel(
+      async (kv) => {
+        await kv.write((tx) => tx.put('s', ['k'], 'v1'));
+        let go!: () => void;
+        const wait = new Promise<void>((r) => (go = r));
+        const seen = kv.read(async (tx) => {
+          await wait;
+          return tx.get('s', ['k']);
+        });
+        await new Promise((r) => setTimeout(r, 10));
+        await kv.write((tx) => tx.put('s', ['k'], 'v2'));
+        for (let i = 0; i < 20; i++) await kv.write((tx) => tx.put('s', ['n', i], i));
+        expect(cached(kv)).toBeLessThanOrEqual(4);
+        expect(await kv.read((tx) => tx.getMany('s', [['k'], ['n', 0], ['n', 19]]))).toEqual(['v2', 0, 19]);
+        go();
+        expect(await seen).toBe('v1');
+      },
+      { rows: 4 },
+    );
+  });
+
+  it('keeps rows within `bytes`, counting each row at its value size plus a fixed overhead', async () => {
+    await withLevel(
+      async (kv) => {
+        for (let i = 0; i < 50; i++) await kv.write((tx) => tx.put('s', ['b', i], 'x'.repeat(1000)));
+        // ~1.4 KB a row against a 16 KiB budget: about a dozen rows, far from the 8,192-row default.
+        expect(cached(kv)).toBeGreaterThan(0);
+        expect(cached(kv)).toBeLessThanOrEqual(12);
+        expect(await kv.read((tx) => tx.get('s', ['b', 0]))).toBe('x'.repeat(1000));
+      },
+      { bytes: 16 * 1024 },
+    );
   });
 });
 

@@ -18,7 +18,8 @@ export function syncEndpoints(s: Services): AnyEndpoint[] {
       path: '/_matrix/client/v3/sync',
       auth: 'accessToken',
       operationId: 'sync',
-      handler({ principal, query, signal }) {
+      handler(ctx) {
+        const { principal, query } = ctx;
         const sinceRaw = query.get('since');
         let since;
         if (sinceRaw !== null && sinceRaw !== '') {
@@ -33,7 +34,8 @@ export function syncEndpoints(s: Services): AnyEndpoint[] {
           filter: query.get('filter') ?? undefined,
           useStateAfter: queryBool(query, 'use_state_after', false),
         };
-        return s.sync.sync(principal, request, signal);
+        // The signal only when the sync waits: reading it makes the host's AbortController (http-host.ts).
+        return s.sync.sync(principal, request, () => ctx.signal);
       },
     }),
   ];

@@ -43,6 +43,8 @@ export function generateSeed(): Uint8Array {
 
 /** The 32-byte public key of a seed. Throws RangeError/TypeError if `seed` is not 32 bytes. */
 export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
+  // The backend when it can: noble's base-point multiplication builds a table (~1 MB of points) it keeps for good.
+  if (backend?.publicKey !== undefined && seed instanceof Uint8Array && seed.length === SEED_LENGTH) return backend.publicKey(seed);
   return ed.getPublicKey(seed);
 }
 
@@ -57,22 +59,41 @@ export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
 export interface Ed25519Backend {
   sign(seed: Uint8Array, msg: Uint8Array): Uint8Array;
   verify(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean;
+  /** The public key of a 32-byte seed (optional: noble derives it otherwise). */
+  publicKey?(seed: Uint8Array): Uint8Array;
 }
 
 let backend: Ed25519Backend | null = null;
 
 /**
- * Registers the host's backend (null removes it). It is used only if it signs a known message to the same bytes
- * as noble and verifies that signature (checked here, once); otherwise it is refused with an Error.
+ * RFC 8032 §7.1 TEST 2 (a one-byte message): the known answer a backend must give. A fixed vector rather than
+ * noble's own signature, so that registering a backend does not build noble's base-point table (~1 MB kept for good).
+ */
+const KNOWN = {
+  seed: '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
+  publicKey: '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
+  msg: '72',
+  sig: '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+} as const;
+
+/**
+ * Registers the host's backend (null removes it). It is used only if it gives RFC 8032's known answer (signature,
+ * public key), verifies that signature and refuses it with one bit changed (checked here, once); otherwise it is
+ * refused with an Error.
  */
 export function setEd25519Backend(b: Ed25519Backend | null): void {
   if (b !== null) {
-    const seed = new Uint8Array(SEED_LENGTH).fill(7);
-    const msg = Uint8Array.of(1, 2, 3);
-    const expected = ed.sign(msg, seed);
+    const { hexToBytes, bytesToHex } = ed.etc;
+    const [seed, pub, msg, sig] = [KNOWN.seed, KNOWN.publicKey, KNOWN.msg, KNOWN.sig].map(hexToBytes);
+    const tampered = sig.slice();
+    tampered[5] ^= 1;
     let ok = false;
     try {
-      ok = ed.etc.bytesToHex(b.sign(seed, msg)) === ed.etc.bytesToHex(expected) && b.verify(ed.getPublicKey(seed), msg, expected);
+      ok =
+        bytesToHex(b.sign(seed, msg)) === KNOWN.sig &&
+        (b.publicKey === undefined || bytesToHex(b.publicKey(seed)) === KNOWN.publicKey) &&
+        b.verify(pub, msg, sig) &&
+        !b.verify(pub, msg, tampered);
     } catch {
       ok = false;
     }

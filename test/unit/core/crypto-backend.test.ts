@@ -146,7 +146,19 @@ describe('Ed25519 platform backend (node:crypto)', () => {
       verify: () => true,
     };
     expect(() => setEd25519Backend(throwing)).toThrow(/reference/);
+    // Signs right but accepts any signature, or derives the wrong public key.
+    expect(() => setEd25519Backend({ sign: nodeEd25519.sign, verify: () => true })).toThrow(/reference/);
+    expect(() => setEd25519Backend({ ...nodeEd25519, publicKey: (seed) => nodeEd25519.publicKey!(seed.map((b) => b ^ 1)) })).toThrow(/reference/);
     expect(getEd25519Backend()).toBe(installed);
+  });
+
+  it('derives public keys as noble does', () => {
+    for (let i = 0; i < 20; i++) {
+      const seed = i === 0 ? SEED : generateSeed();
+      expect(encodeBase64(nodeEd25519.publicKey!(seed))).toBe(encodeBase64(withNoble(() => publicKeyFromSeed(seed))));
+      expect(encodeBase64(publicKeyFromSeed(seed))).toBe(encodeBase64(withNoble(() => publicKeyFromSeed(seed))));
+    }
+    expect(() => publicKeyFromSeed(new Uint8Array(31))).toThrow();
   });
 });
 
