@@ -13,18 +13,12 @@
  *   instance lock): committed rows, and rows reads found (or found absent), stay in memory (value-cache.ts), so a
  *   `get` of a hot row (the stream position, a push-rules record, the event /sync is about to send) needs no
  *   request — each is a round trip to the browser's storage process. It stays exact because every change goes
- *   through this object: write transactions run one at a time (a queue; IndexedDB ran them one at a time anyway,
+ *   through this object: write transactions run one at a time (a mutex; IndexedDB ran them one at a time anyway,
  *   their scopes overlap) and update the cache once their transaction is complete. A read that starts while no write
  *   is running or waiting answers from the cache and opens an IndexedDB transaction only at its first miss; writes
  *   wait for such reads to end before opening theirs, so nothing commits under a read's feet. A read that starts
  *   while a write is running ignores the cache and opens its transaction at once, as without the cache (IndexedDB
  *   then orders it before or after that write, either consistent).
- * - Group commit (with the row cache, as LevelKv does): write() calls that queue up while a commit runs go into one
- *   IndexedDB transaction, one durable commit for all of them. Their `fn`s run one after another, each reading the
- *   cache or a read-only transaction of its own, layered under the writes of the batch's earlier `fn`s — nothing
- *   commits meanwhile (this connection is the only writer), so every `fn` sees the state it would have seen alone.
- *   A `fn` that throws (or awaits something foreign) fails alone; a commit that fails fails the whole batch. Every
- *   write() still resolves only once its data is durable.
  * - Stores are created at open: if a declared store is missing we reopen with version + 1 and create it. We
  *   never delete a store. When another context upgrades the database we close ours (StorageClosedError after).
  *
@@ -42,7 +36,7 @@ import {
   declaredStores,
 } from './kv.js';
 import type { Entry, Key, KeyPart, Kv, KvInit, NormalRange, ReadTx, StoredValue, WriteTx } from './kv.js';
-import { Overlay, OverlayView, ReadTxImpl, WriteTxImpl } from './overlay.js';
+import { Mutex, Overlay, ReadTxImpl, WriteTxImpl } from './overlay.js';
 import type { ReadSource, SourceQuery, TxState } from './overlay.js';
 import { ValueCache } from './value-cache.js';
 
@@ -59,16 +53,6 @@ export interface IdbKvInit extends KvInit {
 }
 
 type Tx = IDBPTransaction<unknown, string[], IDBTransactionMode>;
-
-/** A queued write() (group commit, with the row cache). */
-interface WriteJob {
-  fn: (tx: WriteTx) => Promise<unknown>;
-  resolve: (value: unknown) => void;
-  reject: (err: unknown) => void;
-}
-
-/** At most this many writes share one commit (each `fn` reads through the overlays of those before it). */
-const MAX_BATCH = 32;
 
 /** Turns an IndexedDB failure into one of the contract's named errors. */
 function mapError(err: unknown, closed: () => boolean): unknown {
@@ -251,10 +235,8 @@ export class IdbKv implements Kv {
   private closeReason = 'the IndexedDB database is closed';
   private readonly writes = new Set<Promise<unknown>>();
   private readonly cache: ValueCache | undefined;
-  /** With the cache: write() calls waiting for the running batch to commit (see the module comment). */
-  private queue: WriteJob[] = [];
-  private committing = false;
-  /** write() calls not finished (running or queued): reads then skip the cache. */
+  private readonly mutex = new Mutex();
+  /** write() calls not finished (running or waiting for the mutex): reads then skip the cache. */
   private writers = 0;
   /** Reads answering from the cache; a write opens its transaction only once there are none. */
   private cacheReads = 0;
@@ -363,7 +345,7 @@ export class IdbKv implements Kv {
 
   async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
     this.ensureAccepting();
-    const work = this.cache ? this.enqueue(fn, this.cache) : this.writeTx(fn, undefined);
+    const work = this.cache ? this.writeSerial(fn, this.cache) : this.writeTx(fn, undefined);
     this.writes.add(work);
     try {
       return await work;
@@ -372,110 +354,23 @@ export class IdbKv implements Kv {
     }
   }
 
-  /** A write with the cache: queued, then run alone or in a batch once no read is on the cache. */
-  private enqueue<T>(fn: (tx: WriteTx) => Promise<T>, cache: ValueCache): Promise<T> {
+  /** A write with the cache: one at a time, and only once no read is on the cache. */
+  private async writeSerial<T>(fn: (tx: WriteTx) => Promise<T>, cache: ValueCache): Promise<T> {
     this.writers++;
-    const settled = new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn: fn as WriteJob['fn'], resolve: resolve as WriteJob['resolve'], reject });
-    });
-    if (!this.committing) void this.drainQueue(cache);
-    return settled.finally(() => this.writers--);
-  }
-
-  private async drainQueue(cache: ValueCache): Promise<void> {
-    this.committing = true;
     try {
-      while (this.queue.length > 0) {
+      const release = await this.mutex.lock();
+      try {
         await this.cacheReadsEnded();
-        const batch = this.queue.splice(0, MAX_BATCH);
-        if (batch.length === 1) {
-          const [job] = batch;
-          await this.writeTx(job.fn, cache).then(job.resolve, job.reject);
-        } else {
-          await this.writeBatch(batch, cache);
-        }
+        return await this.writeTx(fn, cache);
+      } finally {
+        release();
       }
     } finally {
-      this.committing = false;
+      this.writers--;
     }
   }
 
-  /** Several queued writes, one commit (see the module comment). Settles every job; never rejects. */
-  private async writeBatch(batch: WriteJob[], cache: ValueCache): Promise<void> {
-    const fail = (err: unknown): unknown => mapError(err, this.isClosed);
-    const ran: Array<{ job: WriteJob; overlay: Overlay; result: unknown }> = [];
-    for (const job of batch) {
-      let foreign = false;
-      const state: TxState = { active: true };
-      const stop = (): void => {
-        if (!state.active) return;
-        foreign = true;
-        state.active = false;
-      };
-      let opened = false;
-      const source = new IdbSource(
-        () => {
-          opened = true;
-          const ro = this.transaction('readonly');
-          // Complete while `fn` still runs: it awaited something foreign.
-          ro.done.then(stop, stop);
-          return ro;
-        },
-        this.keyRange,
-        fail,
-        cache,
-      );
-      let view: ReadSource = source;
-      for (const r of ran) view = new OverlayView(view, r.overlay);
-      const overlay = new Overlay();
-      // Still pending after a timer with no transaction open: `fn` awaited something foreign (as readCached).
-      const timer = setTimeout(() => opened || stop(), 0);
-      try {
-        const result = await job.fn(new WriteTxImpl(view, this.storeSet, state, overlay, false));
-        if (foreign) throw new TransactionInactiveError(INACTIVE_MESSAGE);
-        ran.push({ job, overlay, result });
-      } catch (err) {
-        job.reject(err);
-      } finally {
-        clearTimeout(timer);
-        state.active = false;
-      }
-    }
-    if (ran.length === 0) return;
-    const rejectAll = (err: unknown): void => ran.forEach((r) => r.job.reject(err));
-    let tx: Tx;
-    try {
-      tx = this.transaction('readwrite');
-    } catch (err) {
-      rejectAll(err);
-      return;
-    }
-    const done = tx.done;
-    done.catch(() => undefined);
-    try {
-      const writer = new IdbSource(tx, this.keyRange, fail);
-      for (const r of ran) writer.flush(r.overlay);
-    } catch (err) {
-      try {
-        tx.abort();
-      } catch {
-        // already finished
-      }
-      await done.catch(() => undefined);
-      rejectAll(fail(err));
-      return;
-    }
-    try {
-      await done;
-    } catch (err) {
-      rejectAll(fail(tx.error ?? err));
-      return;
-    }
-    for (const r of ran) applyToCache(cache, r.overlay);
-    for (const r of ran) r.job.resolve(r.result);
-  }
-
-  /** One write transaction; with the cache, it is the only one running and no read is on the cache. */
+  /** One write transaction; with the cache, the caller holds the mutex and no read is on the cache. */
   private async writeTx<T>(fn: (tx: WriteTx) => Promise<T>, cache: ValueCache | undefined): Promise<T> {
     const tx = this.transaction('readwrite');
     const done = tx.done;
