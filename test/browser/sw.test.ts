@@ -636,6 +636,36 @@ describe('storage', () => {
     expect(failures).toEqual([]);
   });
 
+  it("a view mounted just before a store change shows it (the room opened right after a join, while sync's answer lands)", async () => {
+    const page = await newPage();
+    const shown = await page.evaluate(async () => {
+      const { h, render, useSnapshot } = globalThis.hearthTest.ui;
+      // A store as the views see it (src/client/store/client-store.ts): a snapshot replaced on every change.
+      const listeners = new Set<() => void>();
+      const store = {
+        snapshot: { syncStatus: 'connecting' } as any,
+        subscribe(fn: () => void) {
+          listeners.add(fn);
+          return () => listeners.delete(fn);
+        },
+      };
+      const View = () => h('p', { id: 'sync-status' }, useSnapshot(store).syncStatus);
+      const root = document.createElement('div');
+      document.body.append(root);
+      render(h(View, null), root);
+      // The change lands after the render, before the browser has painted (when plain effects run).
+      store.snapshot = { ...store.snapshot, syncStatus: 'online' };
+      for (const fn of listeners) fn();
+      await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 50)));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const text = root.textContent;
+      render(null, root);
+      root.remove();
+      return text;
+    });
+    expect(shown).toBe('online');
+  });
+
   it('asks for persistent storage from the page', async () => {
     const page = await newPage();
     const granted = await page.evaluate(() => globalThis.hearthTest.requestPersistentStorage());

@@ -3,11 +3,12 @@
  * worker: first run, rooms and messages, reload, offline, two tabs, a second user, members and settings, phone
  * layout and dark theme. The tests of the first describe form one story and run in order (one browser profile).
  *
- * Screenshots of the main screens go to artifacts/screenshots/*.png.
+ * Screenshots of the main screens go to artifacts/screenshots/*.png; when a test fails, the last console lines of
+ * the pages and workers are printed and each open page is shot (failure-<context>-<page>.png).
  */
 import { mkdirSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed, vi } from 'vitest';
 import { api, launchChromium, registerUser, startApp } from './helpers/browser.js';
 import type { RunningApp } from './helpers/browser.js';
 import { SHOTS, createRoom, expectCount, firstRun as firstRunAt, messagesWith, send, shot } from './helpers/ui.js';
@@ -17,6 +18,26 @@ const WAIT = { timeout: 20_000, interval: 100 };
 let app: RunningApp;
 let browser: Browser;
 const contexts: BrowserContext[] = [];
+/** The last console lines of every page and service worker of the test's contexts: printed when a test fails. */
+const consoleLines: string[] = [];
+const stamp = () => new Date().toISOString().slice(11, 23);
+function keep(line: string): void {
+  consoleLines.push(`${stamp()} ${line}`);
+  if (consoleLines.length > 1500) consoleLines.splice(0, consoleLines.length - 1500);
+}
+
+beforeEach(() => {
+  onTestFailed(async () => {
+    console.error(`console of the pages and workers before the failure:\n${consoleLines.join('\n')}`);
+    for (const [i, ctx] of contexts.entries()) {
+      for (const [j, p] of ctx.pages().entries()) {
+        const status = await p.getByTestId('homeserver-status').textContent({ timeout: 1000 }).catch(() => '?');
+        console.error(`context ${i} page ${j} ${p.url()}: status ${status}`);
+        await shot(p, `failure-${i}-${j}`).catch(() => undefined);
+      }
+    }
+  });
+});
 
 beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -30,6 +51,13 @@ async function newContext(opts: Parameters<Browser['newContext']>[0] = {}): Prom
   // Reduced motion: no transitions, so a screenshot right after a theme switch shows the final colours.
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', reducedMotion: 'reduce', ...opts });
   contexts.push(ctx);
+  const n = contexts.length - 1;
+  // The context's console events include its service worker's.
+  ctx.on('console', (m) => keep(`[ctx ${n} ${m.page() ? 'page' : 'worker'}] ${m.type()}: ${m.text()}`));
+  ctx.on('serviceworker', (w) => {
+    keep(`[ctx ${n}] service worker ${w.url()} started`);
+    w.on('close', () => keep(`[ctx ${n}] service worker ${w.url()} closed`));
+  });
   return ctx;
 }
 

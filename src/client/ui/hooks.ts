@@ -1,12 +1,21 @@
 /** Small hooks: store subscription, hash routing, clock ticks. */
-import { useEffect, useReducer, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
 import type { ClientStore, StoreSnapshot } from '../store/client-store.js';
 
 /** Re-renders on every store change and returns the current snapshot. */
-export function useSnapshot(store: ClientStore): StoreSnapshot {
+export function useSnapshot(store: Pick<ClientStore, 'snapshot' | 'subscribe'>): StoreSnapshot {
   const [, bump] = useReducer((n: number, _: void) => n + 1, 0);
-  useEffect(() => store.subscribe(() => bump()), [store]);
-  return store.snapshot;
+  const snapshot = store.snapshot;
+  const rendered = useRef(snapshot);
+  rendered.current = snapshot;
+  useLayoutEffect(() => {
+    const unsubscribe = store.subscribe(() => bump());
+    // A change between this render and the subscription notified nobody here: a view mounted just now (a room
+    // opened right after joining it) would show the old snapshot until some later change. Render again instead.
+    if (store.snapshot !== rendered.current) bump();
+    return unsubscribe;
+  }, [store]);
+  return snapshot;
 }
 
 export type Route = { name: 'home' } | { name: 'room'; roomId: string } | { name: 'account' };
@@ -36,9 +45,11 @@ export function navigate(r: Route): void {
 
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(location.hash));
-  useEffect(() => {
+  useLayoutEffect(() => {
     const on = () => setRoute(parseRoute(location.hash));
     addEventListener('hashchange', on);
+    // As useSnapshot: a change before the listener was there is not missed.
+    if (routeHref(parseRoute(location.hash)) !== routeHref(route)) on();
     return () => removeEventListener('hashchange', on);
   }, []);
   return route;

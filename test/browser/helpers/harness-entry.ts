@@ -3,10 +3,12 @@
  * part of dist/app): matrix-js-sdk and the page-side glue, exposed as `globalThis.hearthTest`.
  */
 import * as sdk from 'matrix-js-sdk';
+import { h, render } from 'preact';
 import { ensureHomeserver, isControlled } from '../../../src/browser/register-sw.js';
 import { requestPersistentStorage, storageStatus } from '../../../src/browser/storage.js';
 import { serviceWorkerFetch } from '../../../src/browser/sw-fetch.js';
 import { openIdbKv } from '../../../src/storage/idb-kv.js';
+import { useSnapshot } from '../../../src/client/ui/hooks.js';
 import * as bench from './bench-page.js';
 import { measureConcurrentWrites, measureRawBatchedWrites } from '../../../src/storage/probe.js';
 
@@ -63,6 +65,8 @@ export interface HearthTestGlobal {
   serviceWorkerFetch: typeof serviceWorkerFetch;
   /** Workloads of bench/browser.ts. */
   bench: typeof bench;
+  /** Preact and the app's store hook, to test the views' store subscription (src/client/ui/hooks.ts). */
+  ui: { h: typeof h; render: typeof render; useSnapshot: typeof useSnapshot };
   /** Storage write-rate probes in the page, on a scratch database (bench/browser.ts). */
   probe: { openIdbKv: typeof openIdbKv; measureRawBatchedWrites: typeof measureRawBatchedWrites; measureConcurrentWrites: typeof measureConcurrentWrites };
 }
@@ -78,4 +82,5 @@ export interface HearthTestGlobal {
   serviceWorkerFetch,
   probe: { openIdbKv, measureRawBatchedWrites, measureConcurrentWrites },
   bench,
+  ui: { h, render, useSnapshot },
 };
