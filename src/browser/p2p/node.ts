@@ -16,7 +16,7 @@ import { webSockets } from '@libp2p/websockets';
 import { yamux } from '@libp2p/yamux';
 import { createLibp2p } from 'libp2p';
 import type { HearthLibp2p } from '../../net/libp2p-transport.js';
-import { HEARTH_GOSSIPSUB } from '../../net/libp2p-transport.js';
+import { coalescedWrites, HEARTH_GOSSIPSUB, lazyWindowUpdates } from '../../net/libp2p-transport.js';
 import { libp2pKeyFromSeed } from '../../net/peer-id.js';
 
 export interface BrowserLibp2pInit {
@@ -40,8 +40,12 @@ export async function createBrowserLibp2p(init: BrowserLibp2pInit): Promise<Hear
     // '/p2p-circuit': take reservations on relays we connect to; '/webrtc': accept WebRTC dials signalled through them.
     addresses: { listen: ['/p2p-circuit', '/webrtc'] },
     transports: [webSockets(), webRTC({ rtcConfiguration: { iceServers: init.iceServers ?? [] } }), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // As the Node peer does (src/node/p2p.ts): one socket write per noise message (see coalescedWrites), and a yamux
+    // window update per half window rather than per frame received (see lazyWindowUpdates). Both only reshape what
+    // this node writes, so they interoperate with peers that do neither; WebRTC links bring their own encryption and
+    // muxing, and the wrappers leave streams they do not recognise as they are.
+    connectionEncrypters: [coalescedWrites(noise())],
+    streamMuxers: [lazyWindowUpdates(yamux())],
     connectionGater: allowAll,
     services: {
       identify: identify(),
