@@ -6,6 +6,7 @@
  *   state-res  the state-resolution benchmark (bench/state-res.ts), in its own process
  *
  * Options: --only http,storage,state-res   --sends N (sequential sends, default 2000)   --per-sender N (default 250)
+ *          --warmup N (unmeasured sequential sends before the send rows, default 2000; see bench/README.md)
  *          --cpu-prof (profile the server; the .cpuprofile lands in bench/profiles/)   --members N --runs N (state-res)
  *          --node-arg FLAG (repeatable: a Node/V8 option for the server process, e.g. --max-semi-space-size=2)
  * Prints a table with pass/fail against the targets of issue 3, then one JSON line.
@@ -47,6 +48,7 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     sends: { type: 'string', default: '2000' },
     'per-sender': { type: 'string', default: '250' },
+    warmup: { type: 'string', default: '2000' },
     'cpu-prof': { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true },
     members: { type: 'string' },
@@ -65,6 +67,12 @@ for (const p of only) {
 const SENDS = Number(opts.sends);
 const PER_SENDER = Number(opts['per-sender']);
 const SENDERS = 8;
+/**
+ * Unmeasured sends before the send rows. V8 keeps compiling the send path's functions for the first few thousand
+ * sends (~270 TurboFan compiles, most in the first ~6,000; measured with --trace-opt), which a homeserver that has been
+ * up for a while has done long ago: the rows measure that steady state. `--warmup 200` shows the start-up cost.
+ */
+const WARMUP = Number(opts.warmup);
 
 interface Row {
   name: string;
@@ -139,7 +147,7 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
 
     let seq: ThroughputResult | undefined;
     await measure('sequential send', async () => {
-      await sequentialSends(api, alice, roomId, 200); // warm-up: JIT, caches, LevelDB files
+      await sequentialSends(api, alice, roomId, WARMUP); // warm-up: JIT, caches, LevelDB files
       const [s, cpu] = await cpuPer(SENDS, () => sequentialSends(api, alice, roomId, SENDS));
       seq = s;
       row('sequential send latency', lat(s.latency) + cpuNote(cpu, 'msg'), atMost(s.latency.p50, 2, 'ms p50'));
@@ -151,6 +159,8 @@ async function httpBench(storage?: { raw: WriteProbeResult; concurrent: WritePro
     await measure('concurrent send', async () => {
       const { roomId: busy } = await api.createRoom(alice, { preset: 'public_chat', name: 'busy' });
       for (const s of senders) await api.join(s, busy);
+      // Warm-up: the concurrent path (group commit, the room lock's queue) with a short burst.
+      await concurrentSends(api, senders, [busy], Math.max(1, Math.round(WARMUP / 40)));
       const [c, cpu] = await cpuPer(SENDERS * PER_SENDER, () => concurrentSends(api, senders, [busy], PER_SENDER));
       conc = c;
       row(`${SENDERS} concurrent senders, one room`, `${c.perSecond.toFixed(0)} msg/s; latency ${lat(c.latency)}${cpuNote(cpu, 'msg')}`, atLeast(c.perSecond, 1500, 'msg/s'));
