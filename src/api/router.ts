@@ -401,7 +401,7 @@ export function createRouter(components: RouterComponents, init: RouterInit): Ro
     };
     const result = await endpoint.handler(ctx);
     const res: PlainResponse =
-      result instanceof Response
+      isResponse(result)
         ? fromResponse(result)
         : { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(result) };
     if (method === 'HEAD') {
@@ -524,6 +524,15 @@ export function errorPlain(e: MatrixError): PlainResponse {
   for (const [k, v] of Object.entries(e.headers)) headers[k.toLowerCase()] = v;
   headers['content-type'] = 'application/json';
   return { status: e.status, headers, body: JSON.stringify(e.toJSON()) };
+}
+
+/**
+ * Whether a handler answered with a WHATWG Response rather than a JSON body. Not `instanceof Response`: in Node the
+ * first read of the global `Response` loads undici (with http2, perf_hooks and assert): ~5 MiB of the Node peer's
+ * memory for a class whose instances only some handlers make (media, redirects), which load it themselves.
+ */
+function isResponse(x: unknown): x is Response {
+  return typeof x === 'object' && x !== null && Object.prototype.toString.call(x) === '[object Response]';
 }
 
 /** A handler's Response as plain data; its body stays a stream (a streamed answer is passed on as one). */

@@ -59,12 +59,28 @@ export function setScryptBackend(backend: ScryptBackend | undefined): void {
   scryptBackend = backend;
 }
 
+/** The last KDF run queued (settled or not): the next one starts only when it has settled. */
+let kdfTail: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs KDFs one at a time. Each scrypt run holds a 128·N·r-byte table (8 MiB today) for its whole duration, so k
+ * logins or registrations at once would hold k of them (the Node host's thread pool runs four at once): one at a time
+ * bounds password hashing to one table, whatever arrives, and leaves the other pool threads to storage. A burst
+ * waits its turn instead (~20–80 ms a run), which is what a host with fewer cores than requests does anyway.
+ */
+function oneAtATime<T>(run: () => Promise<T>): Promise<T> {
+  const result = kdfTail.then(run);
+  kdfTail = result.catch(() => {}); // a failed run must not stop the queue
+  return result;
+}
+
 async function derive(password: string, salt: Uint8Array, logN: number, r: number, p: number, dkLen: number): Promise<Uint8Array> {
   // NFC-normalise so the same password typed on different keyboards/platforms matches.
   const bytes = encoder.encode(password.normalize('NFC'));
   const params = { N: 2 ** logN, r, p, dkLen };
-  if (scryptBackend) return scryptBackend(bytes, salt, params);
-  return scryptAsync(bytes, salt, { ...params, asyncTick: 10 });
+  const backend = scryptBackend;
+  if (backend) return oneAtATime(() => backend(bytes, salt, params));
+  return oneAtATime(() => scryptAsync(bytes, salt, { ...params, asyncTick: 10 }));
 }
 
 /** Hashes a password for storage. */
