@@ -19,6 +19,12 @@
  *                    functions by self time are printed too (build with HEARTH_SW_MINIFY=0 for readable names)
  *   --quick          one cold start, one warm start of each kind, a 100-event room instead of 1,000 (for comparing
  *                    changes; the 1,000-event rows are then not comparable)
+ *   --plain-only     only the run without DevTools (one line and its JSON)
+ *   --plain-arg=X    an extra Chromium switch for the run without DevTools (repeatable)
+ *
+ * Storage: Playwright's contexts (`browser.newContext()`) are off the record, so in every row measured through
+ * DevTools IndexedDB lives in memory and a 'strict' commit never reaches the disk. The run without DevTools uses a
+ * real profile directory: its rows (and its raw IndexedDB figures) pay the disk, as a user's browser does.
  * Prints a table against the targets of issue 4, then one JSON line. First, the send, GET /versions and arrival
  * workloads also run in a Chromium with no DevTools connection at all (the page reports to a local HTTP endpoint, as
  * test/browser/lifetime.test.ts does): DevTools' network instrumentation costs CPU on every request, and a user's
@@ -45,6 +51,8 @@ const { values: opts } = parseArgs({
     arrivals: { type: 'string', default: '100' },
     'cpu-prof': { type: 'string' },
     quick: { type: 'boolean', default: false },
+    'plain-arg': { type: 'string', multiple: true, default: [] },
+    'plain-only': { type: 'boolean', default: false },
   },
 });
 
@@ -196,6 +204,14 @@ interface PlainRun {
   sendP50Ms: number;
   sendP95Ms: number;
   msgPerSec: number;
+  /** Mean ms inside the homeserver per send (the worker's own count). */
+  sendInWorkerMeanMs: number;
+  /** `document.visibilityState` (and focus) of the page in that Chromium. */
+  pageVisibility: string;
+  /** Raw IndexedDB write transactions (1 put, durable) per second in that Chromium's on-disk profile. */
+  rawSingleTxPerSec: number;
+  /** The same with 8 puts per transaction (what one send writes). */
+  rawEightPutTxPerSec: number;
   versionsP50Ms: number;
   /** A message to the worker answered on a reply port (no fetch): the floor of any page ↔ worker round trip. */
   messageP50Ms: number;
@@ -211,6 +227,7 @@ interface PlainRun {
     sendP50Ms: number;
     sendP95Ms: number;
     msgPerSec: number;
+    sendInWorkerMeanMs: number;
     arrivalP50Ms: number;
     arrivalP95Ms: number;
     sendCpuMs?: number;
@@ -223,7 +240,7 @@ interface PlainRun {
  * with a page that runs them and reports each phase's end to a local endpoint, which reads Chromium's CPU time
  * before answering.
  */
-async function runWithoutDevtools(appDir: string, harness: string, sends: number, arrivals: number): Promise<PlainRun> {
+async function runWithoutDevtools(appDir: string, harness: string, sends: number, arrivals: number, extraArgs: readonly string[]): Promise<PlainRun> {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-plain-'));
   const copy = join(dir, 'app');
   cpSync(appDir, copy, { recursive: true });
@@ -251,6 +268,13 @@ async function runWithoutDevtools(appDir: string, harness: string, sends: number
     join(copy, 'bench-plain.js'),
     `
 const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', body: JSON.stringify(data) });
+// The worker's own count of requests served and ms spent inside the homeserver (sw/homeserver-host.ts stats()).
+const stats = () => new Promise((resolve) => {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = (e) => resolve(e.data);
+  navigator.serviceWorker.controller.postMessage({ type: 'hearth:stats' }, [ch.port2]);
+});
+const inWorker = (a, b) => (b.servingMs - a.servingMs) / (b.served - a.served);
 (async () => {
   try {
     const b = hearthTest.bench;
@@ -258,7 +282,9 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
     const a = await b.registerAndCreateRoom('plain');
     await b.sequentialSends(a, 20);
     await post({ mark: 'send0' });
+    const st0 = await stats();
     const seq = await b.sequentialSends(a, ${sends});
+    const st1 = await stats();
     await post({ mark: 'send1' });
     const versions = [];
     for (let i = 0; i < 100; i++) {
@@ -282,12 +308,21 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
     const arrivals = await b.syncArrival(a, ${arrivals});
     await post({ mark: 'arrivals1' });
     b.useTransport('message');
+    const mt0 = await stats();
     const mseq = await b.sequentialSends(a, ${sends});
+    const mt1 = await stats();
     await post({ mark: 'msend1' });
     const marrivals = await b.syncArrival(a, ${arrivals});
     await post({ mark: 'marrivals1' });
     b.useTransport('fetch');
-    await post({ done: { seq, versions, messages, arrivals, mseq, marrivals } });
+    // Raw IndexedDB in this profile (on disk, unlike Playwright's contexts: see runWithoutDevtools).
+    const { openIdbKv, measureRawBatchedWrites } = hearthTest.probe;
+    const probeKv = await openIdbKv({ name: 'hearth-bench-probe', stores: [] });
+    const rawSingle = (await measureRawBatchedWrites(probeKv, { batches: 200, batchSize: 1 })).transactionsPerSecond;
+    // A send's shape: one durable transaction of 8 puts.
+    const rawEight = (await measureRawBatchedWrites(probeKv, { batches: 200, batchSize: 8 })).transactionsPerSecond;
+    await probeKv.close();
+    await post({ done: { seq, versions, messages, arrivals, mseq, marrivals, sendInWorker: inWorker(st0, st1), msendInWorker: inWorker(mt0, mt1), visibility: document.visibilityState + (document.hasFocus() ? ', focused' : ', not focused'), rawSingle, rawEight } });
   } catch (e) {
     await post({ done: { error: String((e && e.stack) || e) } });
   }
@@ -300,7 +335,7 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
   );
   const app = await startApp({ appDir: copy });
   const profile = join(dir, 'profile');
-  const chromium = spawn(CHROMIUM_PATH, ['--headless', ...CHROMIUM_ARGS, `--user-data-dir=${profile}`, `${app.url}/bench-plain.html`], {
+  const chromium = spawn(CHROMIUM_PATH, ['--headless', ...CHROMIUM_ARGS, ...extraArgs, `--user-data-dir=${profile}`, `${app.url}/bench-plain.html`], {
     stdio: 'ignore',
   });
   try {
@@ -316,6 +351,11 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
       arrivals: number[];
       mseq: { latencies: number[]; totalMs: number };
       marrivals: number[];
+      sendInWorker: number;
+      msendInWorker: number;
+      visibility: string;
+      rawSingle: number;
+      rawEight: number;
     };
     clearTimeout(timer);
     if (r.error) throw new Error(`plain Chromium run: ${r.error}`);
@@ -328,6 +368,10 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
       sendP50Ms: r1(median(r.seq.latencies)),
       sendP95Ms: r1(pct(r.seq.latencies, 95)),
       msgPerSec: Math.round((sends / r.seq.totalMs) * 1000),
+      sendInWorkerMeanMs: r1(r.sendInWorker),
+      pageVisibility: r.visibility,
+      rawSingleTxPerSec: Math.round(r.rawSingle),
+      rawEightPutTxPerSec: Math.round(r.rawEight),
       versionsP50Ms: r1(median(r.versions)),
       messageP50Ms: r1(median(r.messages)),
       arrivalP50Ms: r1(median(r.arrivals)),
@@ -340,6 +384,7 @@ const post = (data) => fetch(${JSON.stringify(reportUrl)}, { method: 'POST', bod
         sendP50Ms: r1(median(r.mseq.latencies)),
         sendP95Ms: r1(pct(r.mseq.latencies, 95)),
         msgPerSec: Math.round((sends / r.mseq.totalMs) * 1000),
+        sendInWorkerMeanMs: r1(r.msendInWorker),
         arrivalP50Ms: r1(median(r.marrivals)),
         arrivalP95Ms: r1(pct(r.marrivals, 95)),
         sendCpuMs: per('arrivals1', 'msend1', sends),
@@ -373,7 +418,16 @@ async function main(): Promise<void> {
   await buildHarness(harness);
   useHarness(harness);
 
-  const plain = await runWithoutDevtools(appDir, harness, Number(opts.sends), Number(opts.arrivals));
+  const plain = await runWithoutDevtools(appDir, harness, Number(opts.sends), Number(opts.arrivals), opts['plain-arg'] ?? []);
+  if (opts['plain-only']) {
+    const pm = plain.byMessage;
+    console.log(
+      `without DevTools (load ${loadavg().map(r1).join(' ')}; page ${plain.pageVisibility}): fetch send p50 ${plain.sendP50Ms} ms, ${plain.msgPerSec} msg/s, in worker ${plain.sendInWorkerMeanMs} ms, ` +
+        `CPU ${plain.sendCpuMs} ms; raw IndexedDB ${plain.rawSingleTxPerSec} tx/s (8 puts: ${plain.rawEightPutTxPerSec}); message send p50 ${pm.sendP50Ms} ms, ${pm.msgPerSec} msg/s, in worker ${pm.sendInWorkerMeanMs} ms, CPU ${pm.sendCpuMs} ms`,
+    );
+    console.log(JSON.stringify(plain));
+    return;
+  }
   const app = await startApp({ appDir });
   const browser = await launchChromium();
   try {
@@ -557,8 +611,8 @@ async function main(): Promise<void> {
       ['initial /sync, 1,000-event room, limit 10', `${result.initialSync1000Limit10Ms} ms`, '', undefined],
       ['initial /sync, 1,000-event room, limit 100', `${result.initialSync1000Limit100Ms} ms`, '', undefined],
       ['JS gzipped: page / worker', `${result.jsGzipKiB.page} / ${result.jsGzipKiB.worker} KiB`, '', undefined],
-      ['raw IndexedDB: 1 put per durable tx', `${result.rawIdb.singlePutTxPerSec} tx/s`, '', undefined],
-      ['raw IndexedDB: 100 puts per tx', `${result.rawIdb.batched100PutsPerSec} puts/s`, '', undefined],
+      ['raw IndexedDB (in memory): 1 put per tx', `${result.rawIdb.singlePutTxPerSec} tx/s`, '', undefined],
+      ['raw IndexedDB (in memory): 100 puts per tx', `${result.rawIdb.batched100PutsPerSec} puts/s`, '', undefined],
       ['persisted events/s ÷ raw 1-put tx/s', `${result.persistedVsRawSingle}`, '', undefined],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
@@ -567,14 +621,14 @@ async function main(): Promise<void> {
       console.log(`  ${name.padEnd(w)}  ${value.padEnd(22)} ${target.padEnd(10)} ${ok === undefined ? '' : ok ? 'ok' : 'MISSED'}`);
     }
     console.log(
-      `  without DevTools attached: send p50 ${plain.sendP50Ms} ms (p95 ${plain.sendP95Ms}), ${plain.msgPerSec} msg/s, ` +
+      `  without DevTools attached (page ${plain.pageVisibility}${opts['plain-arg']?.length ? `; ${opts['plain-arg'].join(' ')}` : ''}): send p50 ${plain.sendP50Ms} ms (p95 ${plain.sendP95Ms}), ${plain.msgPerSec} msg/s, in the worker ${plain.sendInWorkerMeanMs} ms, ` +
         `arrival p50 ${plain.arrivalP50Ms} ms (p95 ${plain.arrivalP95Ms}), /versions p50 ${plain.versionsP50Ms} ms, ` +
-        `message round trip p50 ${plain.messageP50Ms} ms; Chromium CPU per send ${plain.sendCpuMs} ms, per /versions ` +
+        `message round trip p50 ${plain.messageP50Ms} ms, raw IndexedDB 1 put per durable tx ${plain.rawSingleTxPerSec} tx/s, 8 puts ${plain.rawEightPutTxPerSec} tx/s; Chromium CPU per send ${plain.sendCpuMs} ms, per /versions ` +
         `${plain.versionsCpuMs} ms, per message ${plain.messageCpuMs} ms, per arrival ${plain.arrivalCpuMs} ms`,
     );
     const pm = plain.byMessage;
     console.log(
-      `  without DevTools, message transport: send p50 ${pm.sendP50Ms} ms (p95 ${pm.sendP95Ms}), ${pm.msgPerSec} msg/s, ` +
+      `  without DevTools, message transport: send p50 ${pm.sendP50Ms} ms (p95 ${pm.sendP95Ms}), ${pm.msgPerSec} msg/s, in the worker ${pm.sendInWorkerMeanMs} ms, ` +
         `arrival p50 ${pm.arrivalP50Ms} ms (p95 ${pm.arrivalP95Ms}); Chromium CPU per send ${pm.sendCpuMs} ms, per arrival ${pm.arrivalCpuMs} ms`,
     );
     console.log(`  Chromium CPU per send by process: ${JSON.stringify(result.sendChromiumCpuByKindMs)}`);

@@ -19,8 +19,14 @@ import { HOMESERVER_MIGRATIONS, HOMESERVER_STORES } from '../src/storage/schema.
 import { CHANNEL_NAME, acquireInstanceLock } from './instance-lock.js';
 import type { HeldLock } from './instance-lock.js';
 
-/** How long an instance answers long polls at once after a new version announced itself. */
+/**
+ * How long an instance drains after a new version announced itself, unless the registration shows that version
+ * installing or waiting (then it drains until it is gone: taken over, or failed). Covers the moment between the
+ * announcement and the registration's update reaching this worker.
+ */
 const DRAIN_MAX_MS = 10_000;
+/** How often a draining instance looks again whether the new version is still installing or waiting. */
+const DRAIN_RECHECK_MS = 1_000;
 
 /** The IndexedDB database the in-page homeserver lives in. */
 export const DB_NAME = 'hearth';
@@ -47,6 +53,8 @@ export interface HostStats {
    *  dispatch to and from the worker). */
   servingMs: number;
   inFlight: number;
+  /** Page connections opened (src/browser/sw-fetch.ts): each began with one message event. */
+  connections: number;
   state: 'idle' | 'starting' | 'running' | 'retiring' | 'retired';
 }
 
@@ -65,6 +73,12 @@ export interface HostInit {
   drainMs?: number;
   /** The federation transport (network-bridge.ts: forwards to the tab running libp2p); absent: no federation. */
   network?: FederationTransport;
+  /**
+   * Whether a newer version of this worker is installing or waiting to take over (sw.ts: the registration's
+   * `installing` / `waiting`). Chromium activates a waiting version only once this one has no event running, so
+   * while this holds leases let go as soon as their connection is idle and long polls answer at once.
+   */
+  updatePending?: () => boolean;
 }
 
 export class HomeserverHost {
@@ -80,6 +94,9 @@ export class HomeserverHost {
   private readonly instanceId = crypto.randomUUID();
   private readonly startedAt = Date.now();
   private readonly channel: BroadcastChannel | undefined;
+  /** Open page connections (src/browser/sw-fetch.ts) by their page-chosen ID. */
+  private readonly connections = new Map<string, Connection>();
+  private connectionsOpened = 0;
 
   constructor(private readonly init: HostInit) {
     this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL_NAME) : undefined;
@@ -105,8 +122,17 @@ export class HomeserverHost {
     this.draining = true;
     this.init.logger.info('a new version is installing: ending long polls so it can take over');
     for (const [ctl, longPoll] of this.inFlight.values()) if (longPoll) ctl.abort();
-    // If the new version fails to install (say, offline), long polls must not stay instant: clients would spin.
-    setTimeout(() => (this.draining = false), DRAIN_MAX_MS);
+    // Chromium activates the new version only once this one has no event running: leases let go when idle.
+    for (const conn of this.connections.values()) conn.release();
+    // Drain while the new version installs or waits, however long that takes: a page sending every 100 ms keeps a
+    // lease busy for up to LEASE_MAX_MS, so stopping on a fixed timer left a slow install waiting up to a minute. If
+    // the new version fails to install (say, offline), long polls must not stay instant (clients would spin): stop
+    // once the registration shows no newer version.
+    const recheck = (): void => {
+      if (this.init.updatePending?.()) setTimeout(recheck, DRAIN_RECHECK_MS);
+      else this.draining = false;
+    };
+    setTimeout(recheck, DRAIN_MAX_MS);
   }
 
   stats(): HostStats {
@@ -118,6 +144,7 @@ export class HomeserverHost {
       served: this.served,
       servingMs: Math.round(this.servingMs * 100) / 100,
       inFlight: this.inFlight.size,
+      connections: this.connectionsOpened,
       state: this.state,
     };
   }
@@ -157,7 +184,7 @@ export class HomeserverHost {
     const ctl = new AbortController();
     let sig = signal;
     if (longPoll) {
-      if (this.draining) ctl.abort();
+      if (this.releasing) ctl.abort();
       sig = signal ? AbortSignal.any([signal, ctl.signal]) : ctl.signal;
     }
     const t0 = performance.now();
@@ -173,19 +200,59 @@ export class HomeserverHost {
   }
 
   /**
-   * Answers one request that came as a `hearth:request` message (src/browser/sw-fetch.ts) instead of a fetch: a
-   * page ↔ worker round trip by message costs a fraction of a fetch's (no network-stack request, no response data
-   * pipe). It is served as plain data (`hs.handle`): no Request, Headers or Response objects and no body streams on
-   * this side, and a text answer goes back as the string it is. The answer goes to `port`; an `{ type: 'abort' }`
-   * on the port aborts the request. Never rejects.
+   * Answers one request that came as a `hearth:request` message without a connection (a page running an older
+   * src/browser/sw-fetch.ts): the answer goes to `port`, after an `accepted` word; an `{ type: 'abort' }` on the port
+   * aborts the request. Never rejects.
    */
   async serveMessage(msg: RequestMessage, port: MessagePort): Promise<void> {
     const ctl = new AbortController();
     port.onmessage = (e: MessageEvent) => {
       if ((e.data as { type?: string } | null)?.type === 'abort') ctl.abort();
     };
-    // Tell the page we have it: without this word it sends the request by fetch instead (sw-fetch.ts).
     port.postMessage({ type: 'accepted' } satisfies ResponseMessage);
+    try {
+      port.postMessage(await this.answer(msg, ctl.signal));
+    } finally {
+      port.onmessage = null;
+    }
+  }
+
+  /**
+   * Opens a connection (src/browser/sw-fetch.ts): `first` came in a message event with `port`, the page's channel
+   * for this and later requests. Answers `first` and every `hearth:request` posted on the port (each checked with
+   * `accepts`, as the event's was), and returns the connection's first lease: what the event's `waitUntil` holds
+   * (see {@link Connection}).
+   */
+  connect(first: RequestMessage & { conn: string }, port: MessagePort, accepts: (url: string) => boolean): Promise<void> {
+    this.connections.get(first.conn)?.close();
+    const conn: Connection = new Connection(first.conn, port, this, accepts, () => {
+      if (this.connections.get(first.conn) === conn) this.connections.delete(first.conn);
+    });
+    this.connections.set(first.conn, conn);
+    this.connectionsOpened++;
+    conn.request(first);
+    return conn.lease();
+  }
+
+  /** A `hearth:lease` event: the page's requests on connection `id` still run after its lease ended. */
+  renewLease(id: string): Promise<void> | undefined {
+    return this.connections.get(id)?.lease();
+  }
+
+  /**
+   * Whether leases should let go as soon as their connection is idle: a new version is waiting to take over. Asks
+   * the registration too: a worker started again after the `draining` broadcast (stopped while idle, woken by a
+   * page's request) never heard it.
+   */
+  get releasing(): boolean {
+    return this.draining || this.state === 'retiring' || this.state === 'retired' || (this.init.updatePending?.() ?? false);
+  }
+
+  /**
+   * One request sent as a message, served as plain data (`hs.handle`): no Request, Headers or Response objects and
+   * no body streams on this side, and a text answer goes back as the string it is. Never rejects.
+   */
+  async answer(msg: RequestMessage, signal: AbortSignal): Promise<ResponseMessage> {
     try {
       const url = new URL(msg.url);
       const method = msg.method.toUpperCase();
@@ -197,20 +264,15 @@ export class HomeserverHost {
       }
       const body = method === 'GET' || method === 'HEAD' ? null : msg.body === null ? null : typeof msg.body === 'string' ? msg.body : new Uint8Array(msg.body);
       const longPoll = method === 'GET' && url.pathname.endsWith('/sync');
-      const answer = await this.serve(longPoll, ctl.signal, (hs, signal) => hs.handle({ method, url, headers, body, signal }));
+      const answer = await this.serve(longPoll, signal, (hs, sig) => hs.handle({ method, url, headers, body, signal: sig }));
       if (answer instanceof Error) {
         const res = this.unavailable(answer);
         const text = await res.text();
-        port.postMessage({ status: res.status, statusText: res.statusText, headers: [...res.headers], body: text } satisfies ResponseMessage);
-        return;
+        return { status: res.status, statusText: res.statusText, headers: [...res.headers], body: text };
       }
-      port.postMessage(await replyOf(answer));
+      return await replyOf(answer);
     } catch (e) {
-      port.postMessage({ error: `${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? String(e)}` } satisfies ResponseMessage);
-    } finally {
-      // Not port.close(): the page closes its end once it has the answer, and closing ours right after posting
-      // is not needed to free the channel.
-      port.onmessage = null;
+      return { error: `${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? String(e)}` };
     }
   }
 
@@ -275,6 +337,7 @@ export class HomeserverHost {
     if (this.state === 'retiring' || this.state === 'retired') return;
     this.state = 'retiring';
     this.init.logger.info(`retiring: ${reason}`);
+    for (const conn of this.connections.values()) conn.release();
     const running = await this.running?.catch(() => undefined);
     for (const [ctl, longPoll] of this.inFlight.values()) if (longPoll) ctl.abort();
     if (!now) {
@@ -302,6 +365,10 @@ export interface RequestMessage {
   url: string;
   headers: Array<[string, string]>;
   body: string | ArrayBuffer | null;
+  /** On a connection: the request's number, answered with the same `id`. */
+  id?: number;
+  /** In the message event that opens a connection: its ID (the event's port is the connection's). */
+  conn?: string;
 }
 
 /** The answer: a response, or `error` when none could be made (the page then sees a network error). */
@@ -309,6 +376,149 @@ export type ResponseMessage =
   | { status: number; statusText: string; headers: Array<[string, string]>; body: string | Uint8Array | ArrayBuffer | null; error?: undefined }
   | { error: string }
   | { type: 'accepted' };
+
+/** What the worker posts on a connection's port: answers by request `id`, and word about the connection. */
+export type ConnectionMessage =
+  | (ResponseMessage & { id: number })
+  /** `locked`: the worker holds the connection's Web Lock ({@link connectionLockName}) while it is open. */
+  | { type: 'connected'; locked: boolean }
+  | { type: 'lease-end' };
+
+/** The Web Lock a worker holds while connection `id` is open (src/browser/sw-fetch.ts waits for it to be free). */
+export function connectionLockName(id: string): string {
+  return `hearth-connection:${id}`;
+}
+
+/** A lease lets go after this long with no request running on its connection. */
+export const LEASE_IDLE_MS = 5_000;
+/**
+ * A lease lets go after this long even when busy (the page then asks for a new one for the requests still running):
+ * Chromium stops a worker whose event runs over 5 minutes.
+ */
+export const LEASE_MAX_MS = 60_000;
+
+/**
+ * A page's connection: requests posted on its port, answered on it by `id`, aborted by `{ type: 'abort', id }`.
+ * Port messages are no events and do not keep the worker alive, so a connection is served under a lease: a promise
+ * a message event's `waitUntil` holds (the event that opened it, or a `hearth:lease` one) until the connection has
+ * been idle LEASE_IDLE_MS, at most LEASE_MAX_MS; then the page hears `lease-end`. While a new version waits to take
+ * over (`release()`), a lease lets go as soon as nothing runs on it.
+ */
+class Connection {
+  private readonly running = new Map<number, AbortController>();
+  private endLease: (() => void) | undefined;
+  private leaseStarted = 0;
+  private lastActive = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  /** Releases the connection's Web Lock. */
+  private unlock: (() => void) | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly port: MessagePort,
+    private readonly host: HomeserverHost,
+    private readonly accepts: (url: string) => boolean,
+    private readonly onClose: () => void,
+  ) {
+    port.onmessage = (e: MessageEvent) => {
+      const msg = e.data as (RequestMessage & { id: number }) | { type: 'abort'; id: number } | null;
+      if (msg?.type === 'hearth:request' && typeof msg.id === 'number') this.request(msg);
+      else if (msg?.type === 'abort') this.running.get(msg.id)?.abort();
+    };
+    // The page closes its end once the lease is gone and its requests are answered (or the page went away).
+    port.addEventListener('close', () => this.close());
+    // Held while the connection is open: the browser releases it when this worker stops, which is how the page
+    // learns that its running requests are lost (a port gives no word when the worker behind it is stopped).
+    const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+    const connected = (locked: boolean): void => {
+      if (!this.closed) port.postMessage({ type: 'connected', locked } satisfies ConnectionMessage);
+    };
+    if (!locks) connected(false);
+    else {
+      locks
+        .request(connectionLockName(id), () => {
+          connected(true);
+          return new Promise<void>((resolve) => (this.unlock = resolve));
+        })
+        .catch(() => connected(false));
+    }
+  }
+
+  request(msg: RequestMessage): void {
+    const id = msg.id!;
+    if (!this.accepts(msg.url)) {
+      this.port.postMessage({ id, error: 'not a homeserver request of this origin' } satisfies ConnectionMessage);
+      return;
+    }
+    const ctl = new AbortController();
+    this.running.set(id, ctl);
+    void this.host.answer(msg, ctl.signal).then((reply) => {
+      this.running.delete(id);
+      this.lastActive = performance.now();
+      if (!this.closed) this.port.postMessage({ ...reply, id } as ConnectionMessage);
+      if (this.running.size === 0 && this.host.releasing) this.letGo();
+    });
+  }
+
+  /** A lease: resolves when the connection has been idle LEASE_IDLE_MS, after LEASE_MAX_MS, or once released. */
+  lease(): Promise<void> {
+    this.endLease?.();
+    this.leaseStarted = this.lastActive = performance.now();
+    const p = new Promise<void>((resolve) => (this.endLease = resolve));
+    this.check();
+    return p;
+  }
+
+  /** A new version is waiting: let go of the lease as soon as nothing runs. */
+  release(): void {
+    if (this.running.size === 0) this.letGo();
+  }
+
+  private check = (): void => {
+    this.timer = undefined;
+    if (!this.endLease) return;
+    const now = performance.now();
+    const idleFor = this.running.size === 0 ? now - this.lastActive : 0;
+    // A lease started or renewed while a new version waits (a renewal whose requests were answered meanwhile) must
+    // not hold the worker for LEASE_IDLE_MS.
+    const release = this.running.size === 0 && this.host.releasing;
+    if (release || idleFor >= LEASE_IDLE_MS || now - this.leaseStarted >= LEASE_MAX_MS) {
+      this.letGo();
+      return;
+    }
+    // One timer per lease, re-armed for whichever comes first (no timer per request).
+    const wait = Math.min(LEASE_IDLE_MS - idleFor, LEASE_MAX_MS - (now - this.leaseStarted));
+    this.timer = setTimeout(this.check, Math.max(wait, 50));
+  };
+
+  private letGo(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const end = this.endLease;
+    this.endLease = undefined;
+    if (!end) return;
+    if (!this.closed) this.port.postMessage({ type: 'lease-end' } satisfies ConnectionMessage);
+    end();
+    // The page stops using a connection without a lease; should its close not reach us, forget it here (a request
+    // it sent just before hearing lease-end keeps it, with the new lease the page then asks for).
+    setTimeout(() => {
+      if (!this.endLease && this.running.size === 0) this.close();
+    }, LEASE_IDLE_MS);
+  }
+
+  /** The page closed its end, or the connection is forgotten: stop answering on it. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.letGo();
+    for (const ctl of this.running.values()) ctl.abort();
+    this.port.onmessage = null;
+    this.port.close();
+    this.unlock?.();
+    this.onClose();
+  }
+}
 
 /** A plain answer as a reply message: text stays the string it is; bytes are copied by postMessage (they may be
  *  the homeserver's own, so they are not transferred). */

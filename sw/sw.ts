@@ -11,8 +11,9 @@
  *
  * Messages from pages: `{ type: 'hearth:claim' }` (take control of a page loaded with a hard reload),
  * `{ type: 'hearth:stats' }` → replies on the message port (or to the source) with {@link HostStats},
- * `{ type: 'hearth:request', … }` → a homeserver request sent as a message rather than a fetch (a quarter of the
- * cost; src/browser/sw-fetch.ts), answered on the message port.
+ * `{ type: 'hearth:request', … }` → a homeserver request sent as a message rather than a fetch (src/browser/sw-fetch.ts),
+ * answered on the message port; with `conn`, the port stays open as the page's connection for later requests, and
+ * the event holds a lease on the worker while it is used; `{ type: 'hearth:lease', conn }` renews that lease.
  *
  * https://w3c.github.io/ServiceWorker/ · https://developer.chrome.com/docs/workbox/modules/workbox-precaching
  */
@@ -21,7 +22,7 @@ import type { PrecacheEntry } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
 import type { Logger } from '../src/services/context.js';
 import { HomeserverHost } from './homeserver-host.js';
-import type { RequestMessage, ResponseMessage } from './homeserver-host.js';
+import type { ConnectionMessage, RequestMessage, ResponseMessage } from './homeserver-host.js';
 import { NetworkBridge, callLeaderFromWorker } from './network-bridge.js';
 import type { BridgeHomeserver } from './network-bridge.js';
 
@@ -47,11 +48,30 @@ const network: NetworkBridge = new NetworkBridge({
   callLeader: () => callLeaderFromWorker(scope),
   logger,
 });
-const host = new HomeserverHost({ logger, network });
+const host = new HomeserverHost({ logger, network, updatePending });
+
+/** Whether a newer version of this worker is installing or waiting to take over (homeserver-host.ts drains then). */
+function updatePending(): boolean {
+  const reg = scope.registration;
+  // `self.serviceWorker` (this worker) where supported: while installing or waiting, this worker is not the older one.
+  const me = (scope as { serviceWorker?: ServiceWorker }).serviceWorker;
+  return (reg.installing !== null && reg.installing !== me) || (reg.waiting !== null && reg.waiting !== me);
+}
 
 /** Paths the homeserver owns: never the shell, never the network. */
 function isHomeserverPath(pathname: string): boolean {
   return pathname.startsWith('/_matrix/') || pathname === '/_matrix' || pathname.startsWith('/.well-known/matrix/');
+}
+
+/** Whether a request sent as a message names a homeserver path of this origin (checked for every one). */
+function acceptsUrl(href: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(href);
+  } catch {
+    return false;
+  }
+  return url.origin === scope.location.origin && isHomeserverPath(url.pathname);
 }
 
 // Registered before workbox's own fetch listener, so it sees homeserver requests first.
@@ -92,19 +112,27 @@ scope.addEventListener('message', (event: ExtendableMessageEvent) => {
     const req = msg as RequestMessage;
     const port = event.ports[0];
     if (!port) return;
-    let url: URL | undefined;
-    try {
-      url = new URL(req.url);
-    } catch {
-      url = undefined;
-    }
-    if (event.origin !== scope.location.origin || !url || url.origin !== scope.location.origin || !isHomeserverPath(url.pathname)) {
-      port.postMessage({ error: 'not a homeserver request of this origin' } satisfies ResponseMessage);
+    if (event.origin !== scope.location.origin || !acceptsUrl(req.url)) {
+      port.postMessage(
+        (typeof req.id === 'number' ? { id: req.id, error: 'not a homeserver request of this origin' } : { error: 'not a homeserver request of this origin' }) satisfies ResponseMessage | ConnectionMessage,
+      );
       port.close();
       return;
     }
-    // waitUntil keeps the worker alive for the request, as a fetch event would (a long poll included).
-    event.waitUntil(host.serveMessage(req, port));
+    // waitUntil keeps the worker alive for the request, as a fetch event would (a long poll included); for a
+    // connection, while the page uses it (its lease, see homeserver-host.ts `Connection`).
+    if (typeof req.conn === 'string' && typeof req.id === 'number') event.waitUntil(host.connect({ ...req, conn: req.conn }, port, acceptsUrl));
+    else event.waitUntil(host.serveMessage(req, port));
+  } else if (msg?.type === 'hearth:skip-waiting') {
+    // From a page (src/browser/sw-fetch.ts) while this version waits: the old worker was started again after
+    // Chromium stopped it for this version, and a started worker is no longer asked to report idleness at once.
+    // A `skipWaiting()` while installed makes Chromium ask it again. Harmless otherwise (we call it at install).
+    if (event.origin === scope.location.origin) void scope.skipWaiting();
+  } else if (msg?.type === 'hearth:lease') {
+    // The page's requests on a connection outlived its lease: hold the worker for them with this event.
+    if (event.origin !== scope.location.origin) return;
+    const lease = host.renewLease(String((msg as { conn?: unknown }).conn));
+    if (lease) event.waitUntil(lease);
   } else if (msg?.type === 'hearth:stats') {
     const reply = host.stats();
     if (event.ports[0]) event.ports[0].postMessage(reply);
