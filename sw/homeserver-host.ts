@@ -438,6 +438,8 @@ class Connection {
     else {
       locks
         .request(connectionLockName(id), () => {
+          // Closed before the lock was granted: nobody waits for it, so do not hold it until the worker stops.
+          if (this.closed) return undefined;
           connected(true);
           return new Promise<void>((resolve) => (this.unlock = resolve));
         })

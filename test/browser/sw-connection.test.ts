@@ -59,6 +59,45 @@ async function sendByMessage(page: Page, token: string, n: number, tag: string):
 }
 
 describe('message transport connections', () => {
+  it("a connection replaced before its Web Lock was granted does not keep the lock: the new one gets it", async () => {
+    const page = await newPage();
+    const words = await page.evaluate(async () => {
+      const worker = navigator.serviceWorker.controller!;
+      const conn = crypto.randomUUID();
+      const name = `hearth-connection:${conn}`;
+      // The page holds the connection's lock first, so the worker's request for it queues.
+      let release!: () => void;
+      const held = new Promise<void>((granted) => {
+        void navigator.locks.request(name, () => {
+          granted();
+          return new Promise<void>((r) => (release = r));
+        });
+      });
+      await held;
+      const open = (): { port: MessagePort; words: string[] } => {
+        const ch = new MessageChannel();
+        const words: string[] = [];
+        ch.port1.onmessage = (e) => words.push(e.data?.type ?? `answer ${e.data?.status}`);
+        const req = { type: 'hearth:request', method: 'GET', url: `${location.origin}/_matrix/client/versions`, headers: [], body: null, id: 0, conn };
+        worker.postMessage(req, [ch.port2]);
+        return { port: ch.port1, words };
+      };
+      const a = open();
+      await new Promise((r) => setTimeout(r, 200));
+      // The same connection ID again: the worker closes the first connection, whose lock request is still queued.
+      const b = open();
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      const deadline = Date.now() + 5_000;
+      while (!b.words.includes('connected') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const state = await navigator.locks.query();
+      return { a: a.words, b: b.words, pending: state.pending?.filter((l) => l.name === name).length ?? 0 };
+    });
+    expect(words.b).toContain('connected');
+    expect(words.a).not.toContain('connected');
+    expect(words.pending).toBe(0);
+  });
+
   it('sends sequential requests over one connection, not one message event each', async () => {
     const page = await newPage();
     const { token } = await registerUser(page, 'conn');
